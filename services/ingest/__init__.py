@@ -1,0 +1,5 @@
+"""HTTP API: events, lead webhooks, tracking links -> Kafka."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,1 @@
+"""Shared wire contract, settings, Kafka and database helpers of Trayecto."""

@@ -1,0 +1,47 @@
+"""The ``trayecto`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import db_cmd, stack_cmd
+from .serve_cmd import serve
+from .up_cmd import up
+
+app = typer.Typer(
+    name="trayecto",
+    help="Trayecto: customer journeys, orchestrated and measured.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(stack_cmd.app, name="stack")
+app.add_typer(db_cmd.app, name="db")
+app.command()(serve)
+app.command()(up)
+
+docs_app = typer.Typer(help="Generated documentation.")
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("asyncapi")
+def asyncapi(
+    out: Path | None = typer.Option(None, help="Write to this file instead of stdout"),  # noqa: B008
+) -> None:
+    """The AsyncAPI document of every topic and message."""
+    from ..kafka.asyncapi import asyncapi_yaml
+
+    text = asyncapi_yaml()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

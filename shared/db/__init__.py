@@ -1,0 +1,13 @@
+"""PostgreSQL access: pool factory and migrations."""
+
+from .migrate import Migration, MigrationError, applied_migrations, load_migrations, migrate
+from .pool import create_pool
+
+__all__ = [
+    "Migration",
+    "MigrationError",
+    "applied_migrations",
+    "create_pool",
+    "load_migrations",
+    "migrate",
+]

@@ -1,0 +1,20 @@
+"""Kafka helpers: broker factory, record codec, topic administration."""
+
+from .admin import ensure_topics, kafka_ready, topic_partitions, wait_for_kafka
+from .broker import make_broker, publish
+from .codec import EVENT_ID_HEADER, TYPE_HEADER, VERSION_HEADER, Record, decode, encode
+
+__all__ = [
+    "EVENT_ID_HEADER",
+    "TYPE_HEADER",
+    "VERSION_HEADER",
+    "Record",
+    "decode",
+    "encode",
+    "ensure_topics",
+    "kafka_ready",
+    "make_broker",
+    "publish",
+    "topic_partitions",
+    "wait_for_kafka",
+]

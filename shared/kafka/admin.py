@@ -1,0 +1,85 @@
+"""Topic administration and broker health, over aiokafka's admin client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from ..settings import Settings
+from ..topics import ALL_TOPICS
+
+
+async def _admin(bootstrap: str, timeout_s: float) -> AIOKafkaAdminClient:
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","), request_timeout_ms=int(timeout_s * 1000)
+    )
+    await client.start()
+    return client
+
+
+async def kafka_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when the broker answers a metadata request."""
+    try:
+        client = await asyncio.wait_for(_admin(bootstrap, timeout_s), timeout_s)
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    try:
+        await asyncio.wait_for(client.list_topics(), timeout_s)
+        return True
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        await client.close()
+
+
+async def wait_for_kafka(bootstrap: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await kafka_ready(bootstrap):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+async def ensure_topics(
+    settings: Settings, names: Iterable[str] = ALL_TOPICS, partitions: int | None = None
+) -> list[str]:
+    """Create the missing topics; returns the names created. Existing ones are kept."""
+    client = await _admin(settings.kafka_bootstrap, 10.0)
+    try:
+        existing = set(await client.list_topics())
+        missing = [name for name in names if name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(
+                name,
+                num_partitions=partitions or settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+            )
+            for name in missing
+        ]
+        try:
+            await client.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # created concurrently by another process: the outcome is the same
+        return missing
+    finally:
+        await client.close()
+
+
+async def topic_partitions(settings: Settings, names: Iterable[str]) -> dict[str, int]:
+    """Partition count of each named topic that exists."""
+    client = await _admin(settings.kafka_bootstrap, 10.0)
+    try:
+        described = await client.describe_topics(list(names))
+        return {
+            str(topic["topic"]): len(topic["partitions"])
+            for topic in described
+            if not topic.get("error_code")
+        }
+    finally:
+        await client.close()

@@ -1,0 +1,44 @@
+"""The AsyncAPI document of Trayecto's topics, generated from a FastStream broker."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from .. import topics
+from ..contract import TOPIC_MESSAGES
+
+_DESCRIPTIONS: dict[str, str] = {
+    topics.TOUCHPOINTS: "Normalised touchpoints and identify calls, published by ingest.",
+    topics.DELIVERY_COMMANDS: "Sends requested by the orchestrator, one per command id.",
+    topics.DELIVERY_OUTCOMES: "Every delivery result, published by delivery.",
+    topics.JOURNEY_TRANSITIONS: "Stage and step transitions, published by the orchestrator.",
+    topics.TIMERS_FIRED: "Durable timers that came due, on the per-prospect path.",
+}
+
+VERSION = "0.1.0"
+
+
+def contract_broker(bootstrap: str = "kafka:9092") -> KafkaBroker:
+    """A broker declaring one publisher per (topic, message type) of the contract."""
+    broker = KafkaBroker(bootstrap, description="Apache Kafka; every topic keyed by prospect id")
+    for topic, models in TOPIC_MESSAGES.items():
+        for model in models:
+            broker.publisher(
+                topic,
+                title=f"{topic}:{model.__name__}",
+                description=f"{_DESCRIPTIONS[topic]} Key: prospect id. Header "
+                f"trayecto-type: {model.model_fields['kind'].default}.",
+                schema=model,
+            )
+    return broker
+
+
+def asyncapi_yaml() -> str:
+    spec = AsyncAPI(
+        contract_broker(),
+        title="Trayecto",
+        version=VERSION,
+        description="Topics and messages of the Trayecto customer-journey platform.",
+    )
+    return spec.to_specification().to_yaml()

@@ -1,0 +1,106 @@
+"""What every service's HTTP side shares: /healthz, /metrics and the uvicorn runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .settings import ServiceName, Settings
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def add_ops_routes(
+    app: FastAPI,
+    service: ServiceName,
+    registry: CollectorRegistry,
+    checks: Mapping[str, Check],
+    *,
+    stub_note: str | None = None,
+) -> None:
+    """``/healthz`` (503 while a dependency check fails) and ``/metrics`` (Prometheus)."""
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and dependency health")
+    async def healthz() -> JSONResponse:
+        results = dict(
+            zip(checks, await asyncio.gather(*(check() for check in checks.values())), strict=True)
+        )
+        ok = all(results.values())
+        body: dict[str, object] = {
+            "service": service,
+            "status": "ok" if ok else "degraded",
+            "checks": {name: "ok" if passed else "failing" for name, passed in results.items()},
+        }
+        if stub_note is not None:
+            body["stub"] = True
+            body["note"] = stub_note
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def run_http(app: FastAPI, settings: Settings, port: int) -> None:
+    """Serve an ASGI app until cancelled or signalled."""
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    await uvicorn.Server(config).serve()
+
+
+def configure_logging(settings: Settings, service: str) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format=f"%(asctime)s %(levelname)-7s {service:<12} %(name)s: %(message)s",
+    )
+
+
+def kafka_check(settings: Settings) -> Check:
+    from .kafka.admin import kafka_ready
+
+    async def check() -> bool:
+        return await kafka_ready(settings.kafka_bootstrap, timeout_s=2.0)
+
+    return check
+
+
+def database_check(settings: Settings) -> Check:
+    import asyncpg
+
+    async def check() -> bool:
+        try:
+            conn = await asyncpg.connect(settings.database_url, timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        try:
+            return bool(await conn.fetchval("SELECT 1") == 1)
+        finally:
+            await conn.close()
+
+    return check
+
+
+def stub_app(service: ServiceName, settings: Settings, note: str) -> FastAPI:
+    """A service that so far only reports its health and metrics, and says so."""
+    registry = CollectorRegistry()
+    app = FastAPI(title=f"Trayecto {service}", version="0.1.0")
+    add_ops_routes(
+        app,
+        service,
+        registry,
+        {"kafka": kafka_check(settings), "database": database_check(settings)},
+        stub_note=note,
+    )
+    return app

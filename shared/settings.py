@@ -1,0 +1,102 @@
+"""Typed settings, read once from ``TRAYECTO_*`` environment variables.
+
+Every process builds one :class:`Settings` at start-up and passes it down; nothing
+else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["ingest", "orchestrator", "delivery", "metrics"]
+SERVICES: tuple[ServiceName, ...] = ("ingest", "orchestrator", "delivery", "metrics")
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "trayecto"
+
+
+def _default_stack_dir() -> Path:
+    # PostgreSQL refuses to run as root, so as root its data directory is owned by the
+    # `postgres` user; it must then live where that user can traverse the parents,
+    # which is not the case under /root.
+    if os.geteuid() == 0:
+        return Path("/var/lib/trayecto/stack")
+    return Path.home() / ".local" / "state" / "trayecto" / "stack"
+
+
+class Settings(BaseSettings):
+    """Configuration of every Trayecto process (see the README's table)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAYECTO_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port list"
+    )
+    database_url: str = Field(
+        "postgresql://trayecto@127.0.0.1:55432/trayecto", description="PostgreSQL DSN"
+    )
+    smtp_url: str = Field("smtp://127.0.0.1:1025", description="SMTP server for email delivery")
+    topic_partitions: int = Field(6, ge=1, le=1000, description="Partitions per prospect topic")
+    topic_replication: int = Field(1, ge=1, le=7, description="Replication factor of topics")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP servers bind to")
+    ingest_port: int = Field(8080, ge=1, le=65535)
+    metrics_port: int = Field(8090, ge=1, le=65535)
+    orchestrator_port: int = Field(8091, ge=1, le=65535)
+    delivery_port: int = Field(8092, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+    # Local stack (``trayecto stack``) only.
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    stack_dir: Path = Field(default_factory=_default_stack_dir)
+    kafka_version: str = "4.1.1"
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"postgresql", "postgres"}:
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"smtp", "smtps"}:
+            raise ValueError("must start with smtp:// or smtps://")
+        return value
+
+    @property
+    def kafka_port(self) -> int:
+        """Port of the first bootstrap server (the local stack's broker port)."""
+        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+    @property
+    def postgres_port(self) -> int:
+        return urlsplit(self.database_url).port or 5432
+
+    def service_port(self, service: ServiceName) -> int:
+        ports: dict[ServiceName, int] = {
+            "ingest": self.ingest_port,
+            "orchestrator": self.orchestrator_port,
+            "delivery": self.delivery_port,
+            "metrics": self.metrics_port,
+        }
+        return ports[service]
