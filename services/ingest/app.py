@@ -7,4 +7,6 @@ from shared.settings import Settings
 
 
 def create_app(settings: Settings) -> FastAPI:
-    return stub_app("ingest", settings, "stub: the event API is not served yet; only health and metrics")
+    return stub_app(
+        "ingest", settings, "stub: the event API is not served yet; only health and metrics"
+    )

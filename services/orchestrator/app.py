@@ -7,4 +7,6 @@ from shared.settings import Settings
 
 
 def create_app(settings: Settings) -> FastAPI:
-    return stub_app("orchestrator", settings, "stub: no journeys are run yet; only health and metrics")
+    return stub_app(
+        "orchestrator", settings, "stub: no journeys are run yet; only health and metrics"
+    )

@@ -23,7 +23,7 @@ class Service(StrEnum):
 def serve(service: Service = typer.Argument(..., help="Which service to run")) -> None:  # noqa: B008
     """Run one service until SIGINT/SIGTERM."""
     settings = load_settings()
-    name: ServiceName = service.value  # type: ignore[assignment]
+    name: ServiceName = service.value
     configure_logging(settings, name)
     asyncio.run(_serve(name, settings))
 

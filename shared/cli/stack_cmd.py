@@ -29,7 +29,7 @@ def up() -> None:
         healths = stack.up(settings, console)
     console.print(stack.status_table(healths))
     console.print(f"Stack ready in {time.monotonic() - started:.1f}s. Point processes at it with:")
-    console.print("  eval \"$(trayecto stack env)\"", markup=False)
+    console.print('  eval "$(trayecto stack env)"', markup=False)
     console.print(f"Prometheus UI: http://127.0.0.1:{settings.prometheus_port}/targets")
 
 

@@ -27,13 +27,17 @@ _COLOURS = {"ingest": "cyan", "orchestrator": "magenta", "delivery": "yellow", "
 def _pump(service: str, process: subprocess.Popen[str]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
-        console.print(f"[{_COLOURS[service]}]{service:>12} |[/] {line.rstrip()}", markup=True,
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[{_COLOURS[service]}]{service:>12} |[/] {line.rstrip()}",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -43,7 +47,7 @@ def _start_services(settings: Settings) -> dict[ServiceName, subprocess.Popen[st
     processes: dict[ServiceName, subprocess.Popen[str]] = {}
     for service in SERVICES:
         # Own session: Ctrl-C reaches only this supervisor, which stops the services in order.
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "shared.cli.main", "serve", service],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -82,7 +86,9 @@ def _summary(settings: Settings) -> Table:
 
 
 def up(
-    keep_stack: bool = typer.Option(False, help="Leave Kafka/PostgreSQL/Prometheus running on exit"),
+    keep_stack: bool = typer.Option(
+        False, help="Leave Kafka/PostgreSQL/Prometheus running on exit"
+    ),
 ) -> None:
     """Stack + migrations + the four services, in the foreground; Ctrl-C stops everything."""
     settings = load_settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -62,10 +63,9 @@ async def ensure_topics(
             )
             for name in missing
         ]
-        try:
+        # Created concurrently by another process: the outcome is the same.
+        with contextlib.suppress(TopicAlreadyExistsError):
             await client.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # created concurrently by another process: the outcome is the same
         return missing
     finally:
         await client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
@@ -41,4 +42,7 @@ def asyncapi_yaml() -> str:
         version=VERSION,
         description="Topics and messages of the Trayecto customer-journey platform.",
     )
-    return spec.to_specification().to_yaml()
+    # Re-dumped with sorted keys: the generator's channel order varies between runs,
+    # and the committed document must be byte-stable for the staleness check.
+    document = yaml.safe_load(spec.to_specification().to_yaml())
+    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True, width=100)

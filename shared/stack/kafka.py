@@ -36,8 +36,10 @@ class Kafka(Component):
         java = which("java", _NO_JAVA)
         version = run([java, "-version"], "java -version")
         if '"1.' in version or any(f'"{old}' in version for old in range(9, 17)):
-            raise StackError(f"Kafka {self.settings.kafka_version} needs Java 17+; found:\n"
-                             f"{version.strip()}\nInstall openjdk-17-jre-headless.")
+            raise StackError(
+                f"Kafka {self.settings.kafka_version} needs Java 17+; found:\n"
+                f"{version.strip()}\nInstall openjdk-17-jre-headless."
+            )
         self._fetch_jars()
         self._write_config()
         if not (self.dir / "data" / "meta.properties").exists():
@@ -53,9 +55,14 @@ class Kafka(Component):
         try:
             run(
                 [
-                    mvn, "-B", "-q", "-f", str(LOCAL_DEPLOY / "kafka" / "pom.xml"),
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(LOCAL_DEPLOY / "kafka" / "pom.xml"),
                     f"-Dkafka.version={self.settings.kafka_version}",
-                    "dependency:copy-dependencies", "-DincludeScope=runtime",
+                    "dependency:copy-dependencies",
+                    "-DincludeScope=runtime",
                     f"-DoutputDirectory={staging}",
                 ],
                 f"Downloading Apache Kafka {self.settings.kafka_version} from Maven Central",
@@ -110,18 +117,28 @@ class Kafka(Component):
         return [
             *cmd,
             f"-Dlog4j2.configurationFile={LOCAL_DEPLOY / 'kafka' / 'log4j2.properties'}",
-            "-cp", f"{self.libs}/*", main, *args,
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
         ]
 
     def _format(self) -> None:
         shutil.rmtree(self.dir / "data", ignore_errors=True)
-        cluster_id = run(
-            self._java("kafka.tools.StorageTool", "random-uuid"), "kafka-storage random-uuid"
-        ).strip().splitlines()[-1]
+        cluster_id = (
+            run(self._java("kafka.tools.StorageTool", "random-uuid"), "kafka-storage random-uuid")
+            .strip()
+            .splitlines()[-1]
+        )
         run(
             self._java(
-                "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                "-c", str(self.dir / "server.properties"), "--standalone",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.dir / "server.properties"),
+                "--standalone",
             ),
             "Formatting the Kafka data directory",
             log=self.log,
@@ -130,11 +147,14 @@ class Kafka(Component):
     def start(self) -> None:
         s = self.settings
         require_free_port(s.kafka_port, "Kafka", "TRAYECTO_KAFKA_BOOTSTRAP")
-        require_free_port(s.kafka_controller_port, "the Kafka controller",
-                          "TRAYECTO_KAFKA_CONTROLLER_PORT")
+        require_free_port(
+            s.kafka_controller_port, "the Kafka controller", "TRAYECTO_KAFKA_CONTROLLER_PORT"
+        )
         start_detached(
             self._java("kafka.Kafka", str(self.dir / "server.properties"), heap=True),
-            self.log, self.pid_file, self.dir,
+            self.log,
+            self.pid_file,
+            self.dir,
         )
         wait_until(self._alive_and_ready, 90, "Kafka", self.log)
 

@@ -79,7 +79,7 @@ class Postgres(Component):
                     break
                 parent.chmod(parent.stat().st_mode | 0o011)  # traversable by postgres
             os.chown(path, entry.pw_uid, entry.pw_gid)
-            probe = subprocess.run(  # noqa: S603
+            probe = subprocess.run(
                 ["runuser", "-u", "postgres", "--", "test", "-w", str(path)], check=False
             )
             if probe.returncode != 0:
@@ -97,10 +97,19 @@ class Postgres(Component):
             return
         shutil.rmtree(self.data, ignore_errors=True)
         run(
-            self._as_owner([
-                initdb, "-D", str(self.data), "-U", self.user, "--auth=trust",
-                "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-            ]),
+            self._as_owner(
+                [
+                    initdb,
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
+            ),
             "initdb (creating the PostgreSQL data directory)",
             log=self.dir / "setup.log",
         )
@@ -122,10 +131,21 @@ class Postgres(Component):
             "-c fsync=off -c synchronous_commit=on -c max_connections=200"
         )
         run(
-            self._as_owner([
-                self._bin("pg_ctl"), "start", "-D", str(self.data), "-w", "-t", "60",
-                "-l", str(self.log), "-o", options,
-            ]),
+            self._as_owner(
+                [
+                    self._bin("pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.data),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.log),
+                    "-o",
+                    options,
+                ]
+            ),
             "Starting PostgreSQL",
         )
         wait_until(self.healthy, 60, "PostgreSQL", self.log)
@@ -148,9 +168,17 @@ class Postgres(Component):
     def stop(self) -> None:
         if self.pid() is not None:
             run(
-                self._as_owner([
-                    self._bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w",
-                ]),
+                self._as_owner(
+                    [
+                        self._bin("pg_ctl"),
+                        "stop",
+                        "-D",
+                        str(self.data),
+                        "-m",
+                        "fast",
+                        "-w",
+                    ]
+                ),
                 "Stopping PostgreSQL",
             )
 

@@ -50,7 +50,7 @@ def start_detached(cmd: Sequence[str], log_file: Path, pid_file: Path, cwd: Path
     """Start a long-running server in its own session, logging to a file."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - fixed argv built by the stack
+        process = subprocess.Popen(
             list(cmd),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -109,7 +109,7 @@ def which(name: str, hint: str) -> str:
 def run(cmd: Sequence[str], what: str, log: Path | None = None, timeout_s: float = 600) -> str:
     """Run a short command; on failure raise a StackError quoting its output."""
     try:
-        done = subprocess.run(  # noqa: S603 - fixed argv built by the stack
+        done = subprocess.run(
             list(cmd), capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired as exc:

@@ -77,13 +77,15 @@ class Prometheus(Component):
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=7d",
             ],
-            self.log, self.pid_file, self.dir,
+            self.log,
+            self.pid_file,
+            self.dir,
         )
         wait_until(self.healthy, 60, "Prometheus", self.log)
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -91,5 +93,5 @@ class Prometheus(Component):
     def reload(self) -> None:
         """Re-read the config after ``prepare`` rewrote it."""
         request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5):
             pass

@@ -1,0 +1,132 @@
+"""A second, private stack on free ports: up twice, down, up again, down — via the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.kafka import topic_partitions
+from shared.settings import Settings
+from shared.stack.proc import port_open
+from shared.topics import ALL_TOPICS
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.fixture
+def private_stack() -> Iterator[tuple[Settings, dict[str, str]]]:
+    kafka, controller, pg, prom = _free_ports(4)
+    base = Settings().stack_dir.parent / f"test-{uuid.uuid4().hex[:8]}"
+    env = {
+        "TRAYECTO_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
+        "TRAYECTO_KAFKA_CONTROLLER_PORT": str(controller),
+        "TRAYECTO_DATABASE_URL": f"postgresql://trayecto@127.0.0.1:{pg}/trayecto",
+        "TRAYECTO_PROMETHEUS_PORT": str(prom),
+        "TRAYECTO_STACK_DIR": str(base),
+        "TRAYECTO_TOPIC_PARTITIONS": "2",
+    }
+    settings = Settings(
+        kafka_bootstrap=env["TRAYECTO_KAFKA_BOOTSTRAP"],
+        kafka_controller_port=controller,
+        database_url=env["TRAYECTO_DATABASE_URL"],
+        prometheus_port=prom,
+        stack_dir=base,
+        topic_partitions=2,
+    )
+    yield settings, env
+    _cli(env, "stack", "down")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", *args],
+        env={**os.environ, **env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _stack_processes(stack_dir: Path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(stack_dir) in argv:
+            found.append(argv)
+    return found
+
+
+async def _row_count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS survives (id int)")
+        return int(await conn.fetchval("SELECT count(*) FROM survives"))
+    finally:
+        await conn.close()
+
+
+async def _insert_row(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO survives VALUES (1)")
+    finally:
+        await conn.close()
+
+
+def test_stack_up_twice_down_and_up_again(private_stack: tuple[Settings, dict[str, str]]) -> None:
+    settings, env = private_stack
+
+    first = _cli(env, "stack", "up")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "kafka started" in first.stdout
+    assert "healthy" in first.stdout
+    assert _cli(env, "stack", "status").returncode == 0
+    assert asyncio.run(topic_partitions(settings, ALL_TOPICS)) == dict.fromkeys(ALL_TOPICS, 2)
+    assert asyncio.run(_row_count(settings.database_url)) == 0
+    asyncio.run(_insert_row(settings.database_url))
+    pids_before = _stack_processes(settings.stack_dir)
+
+    second = _cli(env, "stack", "up")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "kafka already running" in second.stdout
+    assert _stack_processes(settings.stack_dir) == pids_before
+
+    down = _cli(env, "stack", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert _stack_processes(settings.stack_dir) == []
+    for port in (settings.kafka_port, settings.postgres_port, settings.prometheus_port):
+        assert not port_open(port), f"port {port} still open after down"
+    stopped = _cli(env, "stack", "status")
+    assert stopped.returncode == 1
+    assert "stopped" in stopped.stdout
+
+    again = _cli(env, "stack", "up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _cli(env, "stack", "status").returncode == 0
+    # The data directory is the stack's own and outlives a down/up.
+    assert asyncio.run(_row_count(settings.database_url)) == 1
+    assert asyncio.run(topic_partitions(settings, ALL_TOPICS)) == dict.fromkeys(ALL_TOPICS, 2)

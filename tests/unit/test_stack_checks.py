@@ -1,0 +1,88 @@
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.settings import SERVICES, Settings
+from shared.stack import StackError
+from shared.stack.kafka import Kafka
+from shared.stack.prometheus import Prometheus
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_prometheus_scrapes_every_service_port() -> None:
+    settings = Settings(ingest_port=18080, metrics_port=18090)
+    config = Prometheus(settings).config()
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"][0]
+        for job in config["scrape_configs"]  # type: ignore[attr-defined]
+    }
+    assert targets["trayecto-ingest"] == "127.0.0.1:18080"
+    assert targets["trayecto-metrics"] == "127.0.0.1:18090"
+    assert targets["trayecto-orchestrator"] == "127.0.0.1:8091"
+    assert targets["trayecto-delivery"] == "127.0.0.1:8092"
+    assert {f"trayecto-{s}" for s in SERVICES} <= set(targets)
+
+
+def test_taken_port_is_a_clear_error(listening_port: int, tmp_path: Path) -> None:
+    settings = Settings(prometheus_port=listening_port, stack_dir=tmp_path)
+    with pytest.raises(StackError) as info:
+        Prometheus(settings).start()
+    message = str(info.value)
+    assert f"Port {listening_port}" in message
+    assert "TRAYECTO_PROMETHEUS_PORT" in message
+
+
+def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StackError, match=r"Java was not found.*openjdk-17"):
+        Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
+
+
+def test_missing_maven_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    java = tmp_path / "bin" / "java"
+    java.parent.mkdir()
+    java.write_text("#!/bin/sh\necho 'openjdk version \"17.0.15\"' >&2\n")
+    java.chmod(0o755)
+    monkeypatch.setenv("PATH", str(java.parent))
+    with pytest.raises(StackError, match=r"Maven \(`mvn`\) was not found"):
+        Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
+
+
+def test_old_java_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    java = tmp_path / "bin" / "java"
+    java.parent.mkdir()
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\"' >&2\n")
+    java.chmod(0o755)
+    monkeypatch.setenv("PATH", str(java.parent))
+    with pytest.raises(StackError, match="needs Java 17"):
+        Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
+
+
+def test_unreachable_maven_central_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in {
+        "java": "echo 'openjdk version \"17.0.15\"' >&2",
+        "mvn": "echo '[ERROR] Could not transfer artifact org.apache.kafka:kafka_2.13:pom:4.1.1 "
+        "from/to central: Connection refused'; exit 1",
+    }.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    with pytest.raises(StackError) as info:
+        Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
+    message = str(info.value)
+    assert "Connection refused" in message
+    assert "reaches Maven Central" in message
+    assert not (tmp_path / "kafka-4.1.1" / "libs" / ".complete").exists()
