@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 import typer
@@ -11,13 +10,6 @@ from .. import stack
 from .common import console, friendly_errors, load_settings
 
 app = typer.Typer(help="The local stack: Kafka, PostgreSQL and Prometheus as processes.")
-
-
-@app.callback()
-def _quiet_clients() -> None:
-    # Health probes expect refused connections while servers start; the Kafka client
-    # would log each one as an error.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @app.command()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -22,8 +23,26 @@ async def _admin(bootstrap: str, timeout_s: float) -> AIOKafkaAdminClient:
     return client
 
 
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    # A probe expects refused connections while the broker starts; the client would
+    # log each of them as an error.
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 async def kafka_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
     """True when the broker answers a metadata request."""
+    with _quiet_client_logs():
+        return await _probe(bootstrap, timeout_s)
+
+
+async def _probe(bootstrap: str, timeout_s: float) -> bool:
     try:
         client = await asyncio.wait_for(_admin(bootstrap, timeout_s), timeout_s)
     except (KafkaError, OSError, TimeoutError):

@@ -1,4 +1,5 @@
--- Core tables of the orchestrator's commit protocol (see docs/architecture.md).
+-- Core tables of the orchestrator's commit protocol: consume a batch, then in one
+-- transaction dedupe event ids, update state and write outbox rows; publish afterwards.
 
 -- Events already applied, per consumer: a redelivered event is a no-op.
 CREATE TABLE processed_events (

@@ -1,0 +1,90 @@
+"""`trayecto up`: the platform starts, is scraped by the real Prometheus, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from rich.console import Console
+
+from shared import stack
+from shared.settings import SERVICES, Settings
+from shared.stack.proc import port_open
+
+
+def _get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _wait_for_line(process: subprocess.Popen[str], marker: str, timeout_s: float) -> list[str]:
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return seen
+        assert time.monotonic() < deadline, "".join(seen[-30:])
+    raise AssertionError(f"`trayecto up` ended before {marker!r}:\n{''.join(seen[-30:])}")
+
+
+def test_up_serves_every_service_scraped_by_prometheus_and_stops_on_ctrl_c() -> None:
+    settings = Settings()
+    stack.up(settings, Console(quiet=True))
+    taken = [s for s in SERVICES if port_open(settings.service_port(s))]
+    assert taken == [], f"ports of {taken} are in use: stop the running platform first"
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli.main", "up", "--keep-stack"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        output = _wait_for_line(process, "Press Ctrl-C", 120)
+        assert any("Trayecto is running" in line for line in output)
+        for service in SERVICES:
+            status, body = _get(f"http://127.0.0.1:{settings.service_port(service)}/healthz")
+            assert status == 200, body
+            assert body["service"] == service
+            assert body["checks"] == {"kafka": "ok", "database": "ok"}
+            # Until a service's capability lands, its health says so.
+            assert body["stub"] is True
+
+        prometheus = f"http://127.0.0.1:{settings.prometheus_port}"
+        deadline = time.monotonic() + 60
+        while True:
+            _, targets = _get(f"{prometheus}/api/v1/targets?state=active")
+            health = {
+                t["labels"]["job"]: t["health"]
+                for t in targets["data"]["activeTargets"]
+                if t["labels"]["job"].startswith("trayecto-")
+            }
+            if health == {f"trayecto-{s}": "up" for s in SERVICES}:
+                break
+            assert time.monotonic() < deadline, f"Prometheus targets not all up: {health}"
+            time.sleep(1)
+
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, rest
+        assert "stopped cleanly" in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert [s for s in SERVICES if port_open(settings.service_port(s))] == []
+    # --keep-stack: the stack is still there for the next run.
+    assert all(health.healthy for health in stack.status(settings))
