@@ -32,8 +32,8 @@ def settings() -> Iterator[Settings]:
     if "TRAYECTO_KAFKA_BOOTSTRAP" in os.environ and "TRAYECTO_DATABASE_URL" in os.environ:
         yield Settings()
     elif _docker_engine():
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.kafka import KafkaContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         with KafkaContainer().with_kraft() as kafka, PostgresContainer("postgres:16") as pg:
             yield Settings(
