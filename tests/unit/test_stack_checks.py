@@ -47,22 +47,27 @@ def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path
         Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
 
 
+JAVA_17 = "echo 'openjdk version \"17.0.15\"' >&2"
+
+
+def _fake_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **scripts: str) -> None:
+    """PATH holds only the given commands, each a shell script."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
 def test_missing_maven_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    java = tmp_path / "bin" / "java"
-    java.parent.mkdir()
-    java.write_text("#!/bin/sh\necho 'openjdk version \"17.0.15\"' >&2\n")
-    java.chmod(0o755)
-    monkeypatch.setenv("PATH", str(java.parent))
+    _fake_path(monkeypatch, tmp_path, java=JAVA_17)
     with pytest.raises(StackError, match=r"Maven \(`mvn`\) was not found"):
         Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
 
 
 def test_old_java_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    java = tmp_path / "bin" / "java"
-    java.parent.mkdir()
-    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\"' >&2\n")
-    java.chmod(0o755)
-    monkeypatch.setenv("PATH", str(java.parent))
+    _fake_path(monkeypatch, tmp_path, java="echo 'openjdk version \"11.0.2\"' >&2")
     with pytest.raises(StackError, match="needs Java 17"):
         Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
 
@@ -70,16 +75,13 @@ def test_old_java_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_unreachable_maven_central_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, script in {
-        "java": "echo 'openjdk version \"17.0.15\"' >&2",
-        "mvn": "echo '[ERROR] Could not transfer artifact org.apache.kafka:kafka_2.13:pom:4.1.1 "
+    _fake_path(
+        monkeypatch,
+        tmp_path,
+        java=JAVA_17,
+        mvn="echo '[ERROR] Could not transfer artifact org.apache.kafka:kafka_2.13:pom:4.1.1 "
         "from/to central: Connection refused'; exit 1",
-    }.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
-        (bin_dir / name).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    )
     with pytest.raises(StackError) as info:
         Kafka(Settings(stack_dir=tmp_path, cache_dir=tmp_path)).prepare()
     message = str(info.value)
