@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable, Mapping
 import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
 
 from .settings import ServiceName, Settings
 
@@ -24,7 +31,15 @@ def add_ops_routes(
     *,
     stub_note: str | None = None,
 ) -> None:
-    """``/healthz`` (503 while a dependency check fails) and ``/metrics`` (Prometheus)."""
+    """``/healthz`` (503 while a dependency check fails), ``/livez`` and ``/metrics``.
+
+    ``/livez`` answers while the event loop does, whatever the dependencies: what a
+    liveness probe asks, so a Kafka outage makes pods unready, not restarted.
+    """
+
+    @app.get("/livez", tags=["ops"], summary="Liveness: the process answers")
+    async def livez() -> dict[str, str]:
+        return {"service": service, "status": "alive"}
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and dependency health")
     async def healthz() -> JSONResponse:
@@ -92,9 +107,18 @@ def database_check(settings: Settings) -> Check:
     return check
 
 
+def service_registry() -> CollectorRegistry:
+    """A fresh registry with the process, platform and GC collectors every service exports."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    registry.register(PLATFORM_COLLECTOR)
+    registry.register(GC_COLLECTOR)
+    return registry
+
+
 def stub_app(service: ServiceName, settings: Settings, note: str) -> FastAPI:
     """A service that so far only reports its health and metrics, and says so."""
-    registry = CollectorRegistry()
+    registry = service_registry()
     app = FastAPI(title=f"Trayecto {service}", version="0.1.0")
     add_ops_routes(
         app,

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from . import db_cmd, stack_cmd
+from .init_cmd import init
 from .serve_cmd import serve
 from .up_cmd import up
 
@@ -20,6 +21,7 @@ app.add_typer(stack_cmd.app, name="stack")
 app.add_typer(db_cmd.app, name="db")
 app.command()(serve)
 app.command()(up)
+app.command()(init)
 
 docs_app = typer.Typer(help="Generated documentation.")
 app.add_typer(docs_app, name="docs")
