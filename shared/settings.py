@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["ingest", "orchestrator", "delivery", "metrics"]
@@ -53,6 +53,29 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     db_pool_min: int = Field(1, ge=0)
     db_pool_max: int = Field(10, ge=1)
+    # Ingest.
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Ingest base URL as prospects reach it (tracking links)",
+    )
+    tracking_keys: SecretStr = Field(
+        SecretStr("dev-only-tracking-key-change-me"),
+        description="Comma-separated HMAC keys for tracking links; the first signs, all verify",
+    )
+    tracking_ttl_days: int = Field(180, ge=1, description="Validity of a tracking link")
+    ingest_dedupe_days: int = Field(7, ge=1, description="How long a messageId is remembered")
+    ingest_rate_limit: float = Field(
+        2000.0, gt=0, description="Default events/s per source and ingest replica (burst 2x)"
+    )
+    ingest_publish_timeout_s: float = Field(
+        5.0, gt=0, description="Wait for Kafka's ack before answering 503"
+    )
+    ingest_max_future_s: int = Field(
+        300, ge=0, description="Client timestamps further ahead are clamped to received_at"
+    )
+    form_thanks_url: str = Field(
+        "", description="Where landing-page forms redirect; empty: ingest's own thank-you page"
+    )
     # Local stack (``trayecto stack``) only.
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     stack_dir: Path = Field(default_factory=_default_stack_dir)

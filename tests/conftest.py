@@ -9,6 +9,7 @@ _TIERS = ("unit", "integration", "e2e")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        tier = Path(str(item.fspath)).parent.name
-        if tier in _TIERS:
-            item.add_marker(getattr(pytest.mark, tier))
+        for tier in Path(str(item.fspath)).parts:
+            if tier in _TIERS:
+                item.add_marker(getattr(pytest.mark, tier))
+                break

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import db_cmd, stack_cmd
+from . import db_cmd, sources_cmd, stack_cmd
 from .init_cmd import init
 from .serve_cmd import serve
 from .up_cmd import up
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_cmd.app, name="stack")
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(sources_cmd.app, name="sources")
 app.command()(serve)
 app.command()(up)
 app.command()(init)

@@ -1,9 +1,10 @@
 """PostgreSQL access: pool factory and migrations."""
 
 from .migrate import Migration, MigrationError, applied_migrations, load_migrations, migrate
-from .pool import create_pool
+from .pool import Connection, create_pool
 
 __all__ = [
+    "Connection",
     "Migration",
     "MigrationError",
     "applied_migrations",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from ..settings import Settings
 
@@ -18,3 +19,7 @@ async def create_pool(settings: Settings, *, dsn: str | None = None) -> asyncpg.
     if pool is None:  # pragma: no cover - asyncpg returns None only without awaiting
         raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool
+
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+"""A connection, whether direct or acquired from a pool."""

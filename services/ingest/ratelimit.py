@@ -1,0 +1,44 @@
+"""Per-source token buckets (per replica): sustained rate with a burst of two seconds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    capacity: float
+    tokens: float = field(init=False)
+    updated: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.capacity
+
+    def take(self, n: int, now: float | None = None) -> float:
+        """Take n tokens: 0.0 when allowed, else the seconds until they would be.
+
+        A full bucket lets a request larger than its capacity through (and goes into
+        debt), so a small limit never refuses a legal batch forever.
+        """
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= n or self.tokens >= self.capacity:
+            self.tokens -= n
+            return 0.0
+        return (n - self.tokens) / self.rate
+
+
+class RateLimiter:
+    def __init__(self, default_rate: float) -> None:
+        self._default = default_rate
+        self._buckets: dict[int, TokenBucket] = {}
+
+    def take(self, source_id: int, rate: float | None, n: int) -> float:
+        rate = rate or self._default
+        bucket = self._buckets.get(source_id)
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[source_id] = TokenBucket(rate, capacity=2 * rate)
+        return bucket.take(n)

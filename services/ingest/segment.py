@@ -1,0 +1,83 @@
+"""The Segment HTTP API payloads that ingest accepts (track, identify, page, screen, alias).
+
+Shapes follow Segment's spec so that existing senders and SDKs work unchanged; unknown
+top-level keys (``integrations``, ``sentAt``, ...) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+Props = dict[str, JsonValue]
+
+
+class _Call(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    user_id: Id | None = Field(None, alias="userId")
+    anonymous_id: Id | None = Field(None, alias="anonymousId")
+    message_id: Id | None = Field(None, alias="messageId")
+    timestamp: datetime | None = None
+    context: Props = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value < EARLIEST:
+            raise ValueError("must not be before 1970-01-01")
+        return value
+
+    @model_validator(mode="after")
+    def _someone(self) -> _Call:
+        if self.user_id is None and self.anonymous_id is None:
+            raise ValueError("either userId or anonymousId is required")
+        return self
+
+
+class Track(_Call):
+    type: Literal["track"] = "track"
+    event: str = Field(min_length=1, max_length=200)
+    properties: Props = Field(default_factory=dict)
+
+
+class Page(_Call):
+    type: Literal["page", "screen"] = "page"
+    name: str | None = Field(None, max_length=200)
+    category: str | None = Field(None, max_length=200)
+    properties: Props = Field(default_factory=dict)
+
+
+class Identify(_Call):
+    type: Literal["identify"] = "identify"
+    traits: Props = Field(default_factory=dict)
+
+
+class Alias(_Call):
+    """Links ``previousId`` (an anonymous id or older user id) to ``userId``."""
+
+    type: Literal["alias"] = "alias"
+    previous_id: Id = Field(alias="previousId")
+    user_id: Id = Field(alias="userId")
+
+
+Call = Annotated[Track | Page | Identify | Alias, Field(discriminator="type")]
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    batch: list[Call] = Field(min_length=1, max_length=2500)
+    context: Props = Field(default_factory=dict)
+
+
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024

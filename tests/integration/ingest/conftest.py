@@ -1,0 +1,119 @@
+"""A real ingest server (uvicorn on a free port) on a fresh database and its own topic."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.ingest import create_app
+from services.ingest.sources import add_source
+from shared.contract import WireMessage
+from shared.db import migrate
+from shared.kafka import decode, ensure_topics, topic_partitions
+from shared.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Ingest:
+    url: str
+    topic: str
+    dsn: str
+    settings: Settings
+    write_key: str
+    client: httpx.AsyncClient
+
+    async def post(self, path: str, body: object, key: str | None = None) -> httpx.Response:
+        return await self.client.post(path, json=body, auth=(key or self.write_key, ""))
+
+    async def messages(self, expected: int, timeout_s: float = 10.0) -> list[WireMessage]:
+        """Everything on the topic, once at least ``expected`` messages are there."""
+        return await read_topic(self.settings, self.topic, expected, timeout_s)
+
+
+async def read_topic(
+    settings: Settings, topic: str, expected: int, timeout_s: float = 10.0
+) -> list[WireMessage]:
+    count = (await topic_partitions(settings, [topic]))[topic]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[WireMessage] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for r in records:
+                    headers = {k: v.decode() for k, v in r.headers}
+                    found.append(decode(r.value or b"", headers))
+            if len(found) >= expected:
+                # Give anything unexpected (a duplicate) a moment to show up too.
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for r in records:
+                        found.append(decode(r.value or b"", {k: v.decode() for k, v in r.headers}))
+                return found
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+@pytest.fixture
+async def ingest(settings: Settings, fresh_database: str) -> AsyncIterator[Ingest]:
+    await migrate(fresh_database)
+    topic = f"test.touchpoints.{uuid.uuid4().hex}"
+    await ensure_topics(settings, [topic], partitions=3)
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        source = await add_source(conn, "test-source")
+    finally:
+        await conn.close()
+    port = free_port()
+    app_settings = settings.model_copy(
+        update={
+            "database_url": fresh_database,
+            "ingest_port": port,
+            "public_url": f"http://127.0.0.1:{port}",
+        }
+    )
+    server, task = await serve(create_app(app_settings, touchpoints_topic=topic), port)
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+        yield Ingest(url, topic, fresh_database, app_settings, source.write_key, client)
+    server.should_exit = True
+    await task
