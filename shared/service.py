@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import uvicorn
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
@@ -41,7 +41,12 @@ def add_ops_routes(
     async def livez() -> dict[str, str]:
         return {"service": service, "status": "alive"}
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and dependency health")
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Readiness: 200 when every dependency answers",
+        responses={503: {"description": "A dependency check fails"}},
+    )
     async def healthz() -> JSONResponse:
         results = dict(
             zip(checks, await asyncio.gather(*(check() for check in checks.values())), strict=True)
@@ -57,7 +62,13 @@ def add_ops_routes(
             body["note"] = stub_note
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

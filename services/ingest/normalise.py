@@ -20,6 +20,7 @@ from shared.contract.enums import Channel, Emotion, TouchpointType
 
 from .segment import Alias, Identify, Page, Track
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d0c3e-1c51-4b8e-9a3f-7472617965a1")
 
 _PAID_SEARCH_MEDIA = {"cpc", "ppc", "paid_search", "paidsearch", "sem", "search_ads"}
@@ -81,12 +82,15 @@ def touchpoint_type(event_name: str) -> TouchpointType:
 
 
 def occurred_at(timestamp: datetime | None, received: Received) -> tuple[datetime, bool]:
-    """The event time in UTC, clamped to the receive time when too far in the future."""
+    """The event time in UTC; the receive time when the client's clock is implausible.
+
+    Implausible: further ahead than ``max_future``, or before 1970.
+    """
     if timestamp is None:
         return received.at, False
     if timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
-    if timestamp - received.at > received.max_future:
+    if timestamp < EARLIEST or timestamp - received.at > received.max_future:
         return received.at, True
     return timestamp.astimezone(UTC), False
 

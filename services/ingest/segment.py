@@ -12,12 +12,20 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 Props = dict[str, JsonValue]
 
 
 class _Call(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": [key], "properties": {key: {"type": "string"}}}
+                for key in ("userId", "anonymousId")
+            ]
+        },
+    )
 
     user_id: Id | None = Field(None, alias="userId")
     anonymous_id: Id | None = Field(None, alias="anonymousId")
@@ -32,8 +40,6 @@ class _Call(BaseModel):
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        if value < EARLIEST:
-            raise ValueError("must not be before 1970-01-01")
         return value
 
     @model_validator(mode="after")

@@ -46,6 +46,9 @@ def alive(pid: int | None) -> bool:
     return True
 
 
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def start_detached(cmd: Sequence[str], log_file: Path, pid_file: Path, cwd: Path) -> int:
     """Start a long-running server in its own session, logging to a file."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +62,9 @@ def start_detached(cmd: Sequence[str], log_file: Path, pid_file: Path, cwd: Path
             start_new_session=True,
         )
     pid_file.write_text(f"{process.pid}\n")
+    # Kept so that stop_pid can reap it when this process started it (no zombie, and
+    # no "subprocess still running" warning when the Popen object is collected).
+    _CHILDREN[process.pid] = process
     return process.pid
 
 
@@ -73,7 +79,12 @@ def stop_pid(pid: int, timeout_s: float = 30.0) -> None:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
+            child = _CHILDREN.get(pid)
+            if child is not None and child.poll() is not None:
+                del _CHILDREN[pid]
+                return
             if not alive(pid):
+                _CHILDREN.pop(pid, None)
                 return
             time.sleep(0.1)
 
