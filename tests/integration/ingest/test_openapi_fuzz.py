@@ -10,14 +10,15 @@ import base64
 import itertools
 import threading
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given
-from hypothesis.errors import Unsatisfiable
 from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 
 from services.ingest import create_app
@@ -90,7 +91,7 @@ def test_no_input_causes_a_server_error(fuzz_app: tuple[Settings, str, str]) -> 
                 suppress_health_check=list(HealthCheck),
                 database=None,
             )
-            def check(case: Case) -> None:
+            def check(case: Case[Any]) -> None:
                 case.call_and_validate(base_url=base_url, headers=headers)
 
             try:
