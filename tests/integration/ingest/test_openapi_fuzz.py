@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
+from schemathesis.core.result import Ok
 
 from services.ingest import create_app
 from services.ingest.sources import add_source
@@ -80,7 +81,10 @@ def test_no_input_causes_a_server_error(fuzz_app: tuple[Settings, str, str]) -> 
     failures: list[str] = []
     with _ThreadServer(app, port):
         schema = schemathesis.openapi.from_dict(app.openapi())
-        operations = [result.ok() for result in schema.get_all_operations()]
+        operations = []
+        for result in schema.get_all_operations():
+            assert isinstance(result, Ok), f"invalid OpenAPI operation: {result.err()}"
+            operations.append(result.ok())
         assert len(operations) >= 6
         for operation, mode in itertools.product(operations, GenerationMode):
 
