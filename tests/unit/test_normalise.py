@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from services.ingest import normalise
+from services.ingest.segment import Identify, Page, Track
+from shared.contract import Campaign, Channel, Emotion, TouchpointType
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+RECEIVED = normalise.Received(source="web", source_id=7, at=NOW, max_future=timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(
+    ("medium", "source", "expected"),
+    [
+        ("cpc", "google", Channel.PAID_SEARCH),
+        ("CPC", "bing", Channel.PAID_SEARCH),
+        ("cpc", "facebook", Channel.PAID_SOCIAL),
+        ("paid_social", "linkedin", Channel.PAID_SOCIAL),
+        ("cpm", "instagram", Channel.PAID_SOCIAL),
+        ("display", "dv360", Channel.DISPLAY),
+        ("email", "newsletter", Channel.EMAIL),
+        ("social", "twitter", Channel.ORGANIC_SOCIAL),
+        ("organic", "google", Channel.ORGANIC_SEARCH),
+        ("referral", "partner.es", Channel.REFERRAL),
+        ("carrier-pigeon", "x", Channel.OTHER),
+    ],
+)
+def test_channel_from_utm_medium(medium: str, source: str, expected: Channel) -> None:
+    campaign = Campaign(medium=medium, source=source)
+    assert normalise.channel_of(campaign, None, None, None) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "referrer", "expected"),
+    [
+        ("https://shop.es/?gclid=abc", None, Channel.PAID_SEARCH),
+        ("https://shop.es/?msclkid=abc", None, Channel.PAID_SEARCH),
+        ("https://shop.es/?ttclid=abc", None, Channel.PAID_SOCIAL),
+        ("https://shop.es/", "https://www.google.es/search?q=x", Channel.ORGANIC_SEARCH),
+        ("https://shop.es/", "https://duckduckgo.com/", Channel.ORGANIC_SEARCH),
+        ("https://shop.es/", "https://m.facebook.com/", Channel.ORGANIC_SOCIAL),
+        ("https://shop.es/", "https://t.co/xyz", Channel.ORGANIC_SOCIAL),
+        ("https://shop.es/", "https://blog.example.org/post", Channel.REFERRAL),
+        ("https://shop.es/a", "https://shop.es/b", Channel.DIRECT),
+        ("https://shop.es/", None, Channel.DIRECT),
+        (None, None, Channel.DIRECT),
+    ],
+)
+def test_channel_without_utm(url: str | None, referrer: str | None, expected: Channel) -> None:
+    assert normalise.channel_of(None, url, referrer, None) is expected
+
+
+def test_explicit_channel_property_wins_and_unknown_values_are_ignored() -> None:
+    paid = Campaign(medium="cpc")
+    assert normalise.channel_of(paid, None, None, "webinar") is Channel.WEBINAR
+    assert normalise.channel_of(paid, None, None, "carrier-pigeon") is Channel.PAID_SEARCH
+
+
+def test_campaign_from_context_else_from_page_url() -> None:
+    url = "https://shop.es/?utm_source=fb&utm_medium=paid_social&utm_campaign=spring&utm_id=42"
+    from_url = normalise.campaign_of({}, url)
+    assert from_url == Campaign(source="fb", medium="paid_social", name="spring", campaign_id="42")
+    context = {"campaign": {"source": "google", "medium": "cpc", "name": "brand"}}
+    assert normalise.campaign_of(context, url) == Campaign(
+        source="google", medium="cpc", name="brand", campaign_id="42"
+    )
+    assert normalise.campaign_of({}, "https://shop.es/") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Form Submitted", TouchpointType.FORM_SUBMITTED),
+        ("form_submitted", TouchpointType.FORM_SUBMITTED),
+        ("Order Completed", TouchpointType.PURCHASE),
+        ("Email Link Clicked", TouchpointType.EMAIL_CLICKED),
+        ("video-progress", TouchpointType.VIDEO_PROGRESS),
+        ("lead_captured", TouchpointType.LEAD_CAPTURED),
+        ("Something Else", TouchpointType.CUSTOM),
+    ],
+)
+def test_touchpoint_type_from_event_name(name: str, expected: TouchpointType) -> None:
+    assert normalise.touchpoint_type(name) is expected
+
+
+def test_occurred_at_is_utc_and_implausible_clocks_are_clamped() -> None:
+    madrid = datetime(2026, 5, 1, 13, 0, tzinfo=timezone(timedelta(hours=2)))
+    when, clamped = normalise.occurred_at(madrid, RECEIVED)
+    assert (when.isoformat(), clamped) == ("2026-05-01T11:00:00+00:00", False)
+    assert normalise.occurred_at(None, RECEIVED) == (NOW, False)
+    naive = datetime(2026, 4, 30, 10, 0)  # noqa: DTZ001 - a client sent no offset
+    assert normalise.occurred_at(naive, RECEIVED) == (naive.replace(tzinfo=UTC), False)
+    slightly_ahead = NOW + timedelta(minutes=4)
+    assert normalise.occurred_at(slightly_ahead, RECEIVED) == (slightly_ahead, False)
+    assert normalise.occurred_at(NOW + timedelta(days=3), RECEIVED) == (NOW, True)
+    assert normalise.occurred_at(datetime(1, 1, 1, tzinfo=UTC), RECEIVED) == (NOW, True)
+
+
+def test_event_id_is_deterministic_per_source_and_message() -> None:
+    assert normalise.event_id(1, "m") == normalise.event_id(1, "m")
+    assert normalise.event_id(1, "m") != normalise.event_id(2, "m")
+    assert normalise.event_id(1, "m") != normalise.event_id(1, "n")
+
+
+def test_touchpoint_keeps_attribution_and_clamping_evidence() -> None:
+    call = Track.model_validate(
+        {
+            "anonymousId": "a-1",
+            "event": "Feedback",
+            "timestamp": "2099-01-01T00:00:00Z",
+            "properties": {"emotion": "negative", "url": "https://shop.es/?gclid=1"},
+        }
+    )
+    event = normalise.touchpoint(call, "m-1", RECEIVED, {"a-1": "user-1"})
+    assert event.prospect_id == "user-1"
+    assert event.anonymous_id == "a-1"
+    assert event.type is TouchpointType.FEEDBACK
+    assert event.emotion is Emotion.NEGATIVE
+    assert event.channel is Channel.PAID_SEARCH
+    assert event.occurred_at == NOW
+    assert event.context["trayecto_clamped_timestamp"] == "2099-01-01T00:00:00+00:00"
+    assert event.event_id == normalise.event_id(7, "m-1")
+
+
+def test_page_and_identify() -> None:
+    page = Page.model_validate({"userId": "u", "name": "Pricing"})
+    assert normalise.touchpoint(page, "m", RECEIVED, {}).type is TouchpointType.PAGE_VIEW
+    identify = Identify.model_validate({"anonymousId": "a", "userId": "u", "traits": {"x": 1}})
+    event = normalise.identify(identify, "m", RECEIVED, {})
+    assert (event.prospect_id, event.anonymous_id, event.traits) == ("u", "a", {"x": 1})
