@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         description="Comma-separated HMAC keys for tracking links; the first signs, all verify",
     )
     tracking_ttl_days: int = Field(180, ge=1, description="Validity of a tracking link")
+    ingest_workers: int = Field(
+        1, ge=1, le=64, description="Ingest worker processes (one per core on a dedicated host)"
+    )
     ingest_dedupe_days: int = Field(7, ge=1, description="How long a messageId is remembered")
     ingest_rate_limit: float = Field(
         2000.0, gt=0, description="Default events/s per source and ingest replica (burst 2x)"

@@ -19,7 +19,7 @@ from shared.service import add_ops_routes, database_check, kafka_check, service_
 from shared.settings import Settings
 from shared.topics import TOUCHPOINTS
 
-from . import events
+from . import events, leads, links
 from .pipeline import Ingestor
 from .ratelimit import RateLimiter
 from .segment import Alias, Batch, Identify, Page, Track
@@ -43,6 +43,7 @@ def create_app(settings: Settings, *, touchpoints_topic: str = TOUCHPOINTS) -> F
         ingestor = Ingestor(pool, producer, settings, topic=touchpoints_topic)
         app.state.ingest = IngestState(
             settings=settings,
+            pool=pool,
             auth=SourceAuth(pool),
             ingestor=ingestor,
             limiter=RateLimiter(settings.ingest_rate_limit),
@@ -69,8 +70,15 @@ def create_app(settings: Settings, *, touchpoints_topic: str = TOUCHPOINTS) -> F
         {"kafka": kafka_check(settings), "database": database_check(settings)},
     )
     app.include_router(events.router)
+    app.include_router(links.router)
+    app.include_router(leads.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def from_environment() -> FastAPI:
+    """App factory for worker processes: settings from the environment."""
+    return create_app(Settings())
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

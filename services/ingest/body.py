@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from shared.http import ApiError
 
@@ -17,11 +18,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit * 2:  # compressed bodies are checked again once inflated
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit * 2:  # compressed bodies are checked again once inflated
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect as exc:  # nobody is left to answer; nothing was accepted
+        raise ApiError(400, "the client disconnected before sending the whole body") from exc
     raw = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding == "gzip":

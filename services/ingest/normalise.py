@@ -38,6 +38,7 @@ _SEARCH_ENGINES = ("google.", "bing.", "duckduckgo.", "yahoo.", "yandex.", "baid
 _SEARCH_CLICK_IDS = ("gclid", "gbraid", "wbraid", "msclkid", "dclid")
 _SOCIAL_CLICK_IDS = ("ttclid", "li_fat_id", "twclid", "sccid", "fbclid")
 
+_SEPARATORS = re.compile(r"[\s\-]+")
 _CHANNELS = {c.value for c in Channel}
 _EMOTIONS = {e.value for e in Emotion}
 _EVENT_TYPES: dict[str, TouchpointType] = {
@@ -77,7 +78,7 @@ def event_id(source_id: int, message_id: str) -> uuid.UUID:
 
 
 def touchpoint_type(event_name: str) -> TouchpointType:
-    key = re.sub(r"[\s\-]+", "_", event_name.strip().lower())
+    key = _SEPARATORS.sub("_", event_name.strip().lower())
     return _EVENT_TYPES.get(key, TouchpointType.CUSTOM)
 
 
@@ -99,7 +100,7 @@ def campaign_of(context: dict[str, JsonValue], page_url: str | None) -> Campaign
     """UTM fields from ``context.campaign``, else from the page URL's query string."""
     raw = context.get("campaign")
     fields: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
-    query = dict(parse_qsl(urlsplit(page_url).query)) if page_url else {}
+    query = dict(parse_qsl(urlsplit(page_url).query)) if page_url and "=" in page_url else {}
     for key in ("source", "medium", "name", "term", "content"):
         if not fields.get(key) and query.get(f"utm_{key}"):
             fields[key] = query[f"utm_{key}"]
@@ -134,7 +135,11 @@ def channel_of(
         return Channel.ORGANIC_SEARCH
     if medium in _REFERRAL_MEDIA:
         return Channel.REFERRAL
-    query = {k.lower() for k, _ in parse_qsl(urlsplit(page_url).query)} if page_url else set()
+    query = (
+        {k.lower() for k, _ in parse_qsl(urlsplit(page_url).query)}
+        if page_url and "=" in page_url
+        else set()
+    )
     if query.intersection(_SEARCH_CLICK_IDS):
         return Channel.PAID_SEARCH
     if query.intersection(_SOCIAL_CLICK_IDS):

@@ -81,6 +81,25 @@ async def add_source(
     return NewSource(name, write_key, google)
 
 
+async def builtin_source(conn: Connection | asyncpg.Pool, name: str) -> Source:
+    """The source ingest itself publishes as (e.g. ``tracking``), created on first use.
+
+    Its write key is random and thrown away: nobody can send events as this source.
+    Safe when replicas race: the loser's insert does nothing and both read the winner.
+    """
+    write_key = "tk_" + secrets.token_urlsafe(32)
+    await conn.execute(
+        "INSERT INTO sources (name, key_hash, key_hint) VALUES ($1, $2, $3)"
+        " ON CONFLICT (name) DO NOTHING",
+        name,
+        key_hash(write_key),
+        write_key[:3],
+    )
+    row = await conn.fetchrow("SELECT id, name, rate_limit FROM sources WHERE name = $1", name)
+    assert row is not None  # inserted above, and sources are never deleted
+    return Source(row["id"], row["name"], row["rate_limit"])
+
+
 async def revoke_source(conn: Connection | asyncpg.Pool, name: str) -> None:
     status = await conn.execute(
         "UPDATE sources SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
 from fastapi import Request
 
 from shared.settings import Settings
@@ -16,6 +17,7 @@ from .sources import SourceAuth
 @dataclass(frozen=True, slots=True)
 class IngestState:
     settings: Settings
+    pool: asyncpg.Pool
     auth: SourceAuth
     ingestor: Ingestor
     limiter: RateLimiter

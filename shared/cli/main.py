@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from . import db_cmd, sources_cmd, stack_cmd
+from .bench_cmd import bench
+from .import_cmd import import_leads
 from .init_cmd import init
 from .serve_cmd import serve
 from .up_cmd import up
@@ -23,6 +25,8 @@ app.add_typer(sources_cmd.app, name="sources")
 app.command()(serve)
 app.command()(up)
 app.command()(init)
+app.command()(bench)
+app.command("import")(import_leads)
 
 docs_app = typer.Typer(help="Generated documentation.")
 app.add_typer(docs_app, name="docs")

@@ -25,7 +25,25 @@ def serve(service: Service = typer.Argument(..., help="Which service to run")) -
     settings = load_settings()
     name: ServiceName = service.value
     configure_logging(settings, name)
-    asyncio.run(_serve(name, settings))
+    if name == "ingest" and settings.ingest_workers > 1:
+        _serve_workers(settings)
+    else:
+        asyncio.run(_serve(name, settings))
+
+
+def _serve_workers(settings: Settings) -> None:
+    """Several ingest processes on one port (each builds the app from the environment)."""
+    import uvicorn
+
+    uvicorn.run(
+        "services.ingest.app:from_environment",
+        factory=True,
+        host=settings.http_host,
+        port=settings.ingest_port,
+        workers=settings.ingest_workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
 
 
 async def _serve(name: ServiceName, settings: Settings) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 def utcnow() -> datetime:
@@ -34,17 +34,14 @@ class WireMessage(ContractModel):
         min_length=1, max_length=200, description="Partition key: the prospect this is about"
     )
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _utc(cls, value: Any) -> Any:
-        # Normalise every timestamp to UTC so that ordering and equality never depend
-        # on the sender's offset.
-        if isinstance(value, datetime):
-            return value.astimezone(UTC)
-        return value
-
     def kafka_key(self) -> bytes:
         return self.prospect_id.encode()
 
 
-Timestamp = AwareDatetime
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# Every timestamp on the wire is normalised to UTC, so that ordering and equality never
+# depend on the sender's offset.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import JsonValue
 
 from services.ingest import normalise
 from services.ingest.segment import Identify, Page, Track
@@ -63,7 +64,9 @@ def test_campaign_from_context_else_from_page_url() -> None:
     url = "https://shop.es/?utm_source=fb&utm_medium=paid_social&utm_campaign=spring&utm_id=42"
     from_url = normalise.campaign_of({}, url)
     assert from_url == Campaign(source="fb", medium="paid_social", name="spring", campaign_id="42")
-    context = {"campaign": {"source": "google", "medium": "cpc", "name": "brand"}}
+    context: dict[str, JsonValue] = {
+        "campaign": {"source": "google", "medium": "cpc", "name": "brand"}
+    }
     assert normalise.campaign_of(context, url) == Campaign(
         source="google", medium="cpc", name="brand", campaign_id="42"
     )

@@ -1,0 +1,198 @@
+"""Ingest throughput (single ``track`` and ``batch``) next to the raw aiokafka producer rate.
+
+Everything runs on this machine against the running stack: the ingest service in its
+own process on a throwaway database and topic, the load generator here, and then a
+bare aiokafka producer (same acks and idempotence, same record size) on the same broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.ingest import normalise
+from services.ingest.segment import Track
+from services.ingest.sources import add_source
+from shared.db import migrate
+from shared.kafka import ensure_topics
+from shared.kafka.codec import encode
+from shared.settings import Settings
+
+from .report import Report
+from .wrk import run_wrk, wrk_binary
+
+Progress = Callable[[str], None]
+
+
+def _call(n: int, run: str) -> dict[str, object]:
+    return {
+        "type": "track",
+        "userId": f"bench-{n % 5000}",
+        "event": "Page Viewed",
+        "messageId": f"{run}-{n}",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "properties": {"url": "https://shop.example/pricing?plan=pro", "title": "Pricing"},
+        "context": {
+            "campaign": {"source": "google", "medium": "cpc", "name": "spring-sale"},
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/130",
+            "ip": "203.0.113.7",
+        },
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _bench_database(settings: Settings) -> AsyncIterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(settings.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = settings.database_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(settings.database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _bench_topic(settings: Settings) -> AsyncIterator[str]:
+    topic = f"bench.touchpoints.{uuid.uuid4().hex[:10]}"
+    await ensure_topics(settings, [topic])
+    try:
+        yield topic
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _ingest_server(dsn: str, topic: str, workers: int) -> AsyncIterator[str]:
+    port = _free_port()
+    env = {**os.environ, "TRAYECTO_DATABASE_URL": dsn, "TRAYECTO_LOG_LEVEL": "WARNING"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shared.bench.server", str(port), topic, str(workers), env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                if process.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark's ingest server did not become healthy")
+                await asyncio.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def _stored(dsn: str) -> int:
+    """Events accepted so far: one messageId row each, written only once Kafka acked."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM ingest_messages"))
+    finally:
+        await conn.close()
+
+
+async def _raw_producer(settings: Settings, topic: str, seconds: float) -> int:
+    """Records/s of a bare idempotent acks=all producer with records like ingest's."""
+    call = Track.model_validate(_call(0, "raw"))
+    received = normalise.Received("bench", 1, datetime.now(UTC), timedelta(minutes=5))
+    record = encode(normalise.touchpoint(call, "raw-0", received, {}))
+    headers = [(k, v.encode()) for k, v in record.headers.items()]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    sent = 0
+    try:
+        stop_at = time.monotonic() + seconds
+        while time.monotonic() < stop_at:
+            futures = [
+                await producer.send(
+                    topic, record.value, key=f"bench-{i % 5000}".encode(), headers=headers
+                )
+                for i in range(2000)
+            ]
+            await asyncio.gather(*futures)
+            sent += len(futures)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def run(settings: Settings, report: Report, seconds: float, progress: Progress) -> None:
+    async with _bench_database(settings) as dsn, _bench_topic(settings) as topic:
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            key = (await add_source(conn, "bench", rate_limit=10_000_000)).write_key
+        finally:
+            await conn.close()
+        wrk = wrk_binary(settings)
+        authorization = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+        workers = os.cpu_count() or 1
+        report.context["ingest_workers"] = str(workers)
+        async with _ingest_server(dsn, topic, workers) as url:
+            with tempfile.TemporaryDirectory() as tmp:
+                progress("ingest: warming up")
+                await run_wrk(
+                    wrk, url, authorization, batch=1, connections=8, seconds=2, run="warm",
+                    workdir=Path(tmp),
+                )  # fmt: skip
+                for name, batch, connections in (("single", 1, 32), ("batch", 100, 8)):
+                    progress(f"ingest: {name} for {seconds:.0f}s")
+                    before = await _stored(dsn)
+                    result = await run_wrk(
+                        wrk, url, authorization, batch=batch, connections=connections,
+                        seconds=seconds, run=name, workdir=Path(tmp),
+                    )  # fmt: skip
+                    accepted = await _stored(dsn) - before
+                    report.add(f"ingest.{name}.events_per_s", accepted / result.seconds, "events/s")
+                    report.add(f"ingest.{name}.failed_requests", result.failed, "requests")
+        progress(f"raw aiokafka producer for {seconds:.0f}s")
+        started = time.monotonic()
+        sent = await _raw_producer(settings, topic, seconds)
+        raw = sent / (time.monotonic() - started)
+        report.add("ingest.raw_producer.events_per_s", raw, "records/s")
+        for name in ("single", "batch"):
+            rate = next(f.value for f in report.figures if f.key == f"ingest.{name}.events_per_s")
+            report.add(f"ingest.{name}.ratio_to_raw", rate / raw, "ratio")

@@ -1,0 +1,65 @@
+"""``trayecto bench [ingest] [--json]``: figures next to their physical limits, one run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..bench import Report
+from .common import console, err_console, load_settings
+
+BENCHES = ("ingest",)
+
+
+HELP_WHICH = f"Which benchmarks ({', '.join(BENCHES)}); default all"
+
+
+def bench(
+    which: Annotated[list[str] | None, typer.Argument(help=HELP_WHICH)] = None,
+    seconds: Annotated[
+        float, typer.Option(min=1.0, max=300.0, help="Seconds per measured phase")
+    ] = 8.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+) -> None:
+    """Measure throughput against the running stack (`trayecto stack up` first)."""
+    chosen = which or list(BENCHES)
+    unknown = sorted(set(chosen) - set(BENCHES))
+    if unknown:
+        err_console.print(
+            f"[red]Unknown benchmark(s)[/] {', '.join(unknown)}; choose from {', '.join(BENCHES)}"
+        )
+        raise typer.Exit(2)
+    settings = load_settings()
+    report = Report(
+        context={
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cpus": str(os.cpu_count()),
+            "python": platform.python_version(),
+            "kafka": settings.kafka_bootstrap,
+            "seconds_per_phase": f"{seconds:g}",
+        }
+    )
+    out = err_console if as_json else console
+    with out.status("benchmarking…") as status:
+        if "ingest" in chosen:
+            from ..bench import ingest
+
+            asyncio.run(ingest.run(settings, report, seconds, lambda text: status.update(text)))
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+        return
+    table = Table("figure", "value", "unit", title="Trayecto benchmarks")
+    for figure in report.figures:
+        table.add_row(
+            figure.key,
+            f"{figure.value:,.3f}" if figure.unit == "ratio" else f"{figure.value:,.0f}",
+            figure.unit,
+        )
+    console.print(table)
