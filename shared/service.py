@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -73,8 +74,21 @@ def add_ops_routes(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for request-heavy services.
+
+    Objects alive after start-up (modules, app, pools) are frozen out of collection,
+    and the youngest generation is collected every 50 000 allocations instead of 700:
+    a batch request allocates thousands of short-lived objects that reference counting
+    frees anyway.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def run_http(app: FastAPI, settings: Settings, port: int) -> None:
     """Serve an ASGI app until cancelled or signalled."""
+    tune_gc()
     config = uvicorn.Config(
         app,
         host=settings.http_host,

@@ -15,7 +15,13 @@ from pydantic.json_schema import models_json_schema
 from shared.db import create_pool
 from shared.http import install_error_handlers
 from shared.kafka.producer import Producer
-from shared.service import add_ops_routes, database_check, kafka_check, service_registry
+from shared.service import (
+    add_ops_routes,
+    database_check,
+    kafka_check,
+    service_registry,
+    tune_gc,
+)
 from shared.settings import Settings
 from shared.topics import TOUCHPOINTS
 
@@ -49,6 +55,7 @@ def create_app(settings: Settings, *, touchpoints_topic: str = TOUCHPOINTS) -> F
             limiter=RateLimiter(settings.ingest_rate_limit),
         )
         cleanup = asyncio.create_task(_forget_old_messages(ingestor))
+        tune_gc()  # also in worker processes, which do not go through run_http
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ first, then ad-platform click ids, then the referrer; nothing at all means direc
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -99,7 +100,20 @@ def occurred_at(timestamp: datetime | None, received: Received) -> tuple[datetim
 def campaign_of(context: dict[str, JsonValue], page_url: str | None) -> Campaign | None:
     """UTM fields from ``context.campaign``, else from the page URL's query string."""
     raw = context.get("campaign")
-    fields: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+    fields = raw if isinstance(raw, dict) else {}
+    if all(isinstance(v, str) for v in fields.values()):
+        # A campaign's events share their attribution: parse it once.
+        return _cached_campaign(tuple(sorted(fields.items())), page_url)
+    return _campaign(fields, page_url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_campaign(fields: tuple[tuple[str, str], ...], page_url: str | None) -> Campaign | None:
+    return _campaign(dict(fields), page_url)
+
+
+def _campaign(raw: dict[str, Any], page_url: str | None) -> Campaign | None:
+    fields = dict(raw)
     query = dict(parse_qsl(urlsplit(page_url).query)) if page_url and "=" in page_url else {}
     for key in ("source", "medium", "name", "term", "content"):
         if not fields.get(key) and query.get(f"utm_{key}"):
@@ -196,7 +210,10 @@ def touchpoint(
     else:
         kind, name = TouchpointType.PAGE_VIEW, call.name or url or "page"
     emotion = call.properties.get("emotion")
-    return TouchpointEvent(
+    # Built without re-validation: every input was validated by the Segment models
+    # (same limits as the contract) and the rest is computed here; a unit test checks
+    # that what this returns round-trips through the contract's validation.
+    return TouchpointEvent.model_construct(
         event_id=event_id(received.source_id, message_id),
         prospect_id=prospect_key(call.user_id, call.anonymous_id, links),
         type=kind,

@@ -81,14 +81,13 @@ class Ingestor:
         """Insert the messageIds not seen yet; returns those (a concurrent retry waits here)."""
         rows = await conn.fetch(
             """
-            INSERT INTO ingest_messages (source_id, message_id, event_id, received_at)
-            SELECT $1, m, e, $4 FROM unnest($2::text[], $3::uuid[]) AS t(m, e)
+            INSERT INTO ingest_messages (source_id, message_id, received_at)
+            SELECT $1, m, $3 FROM unnest($2::text[]) AS t(m)
             ON CONFLICT (source_id, message_id) DO NOTHING
             RETURNING message_id
             """,
             source_id,
             message_ids,
-            [normalise.event_id(source_id, mid) for mid in message_ids],
             received.at,
         )
         return {row["message_id"] for row in rows}

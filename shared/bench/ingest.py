@@ -12,6 +12,7 @@ import base64
 import contextlib
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -30,7 +31,8 @@ from services.ingest.segment import Track
 from services.ingest.sources import add_source
 from shared.db import migrate
 from shared.kafka import ensure_topics
-from shared.kafka.codec import encode
+from shared.kafka.codec import Record, encode
+from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from .report import Report
@@ -128,11 +130,15 @@ async def _stored(dsn: str) -> int:
         await conn.close()
 
 
-async def _raw_producer(settings: Settings, topic: str, seconds: float) -> int:
-    """Records/s of a bare idempotent acks=all producer with records like ingest's."""
+def _raw_record() -> Record:
     call = Track.model_validate(_call(0, "raw"))
     received = normalise.Received("bench", 1, datetime.now(UTC), timedelta(minutes=5))
-    record = encode(normalise.touchpoint(call, "raw-0", received, {}))
+    return encode(normalise.touchpoint(call, "raw-0", received, {}))
+
+
+async def _raw_send(settings: Settings, topic: str, seconds: float) -> int:
+    """Records sent by a bare producer, one ``send()`` per record (aiokafka's usual path)."""
+    record = _raw_record()
     headers = [(k, v.encode()) for k, v in record.headers.items()]
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
@@ -159,7 +165,30 @@ async def _raw_producer(settings: Settings, topic: str, seconds: float) -> int:
     return sent
 
 
-async def run(settings: Settings, report: Report, seconds: float, progress: Progress) -> None:
+async def _raw_batches(settings: Settings, topic: str, seconds: float) -> int:
+    """Records sent through aiokafka's batch API, as ingest sends: nothing else done."""
+    record = _raw_record()
+    records = [
+        (topic, Record(f"bench-{i % 5000}".encode(), record.value, record.headers))
+        for i in range(2000)
+    ]
+    producer = Producer(settings, client_id="bench-raw", timeout_s=30)
+    await producer.start()
+    sent = 0
+    try:
+        stop_at = time.monotonic() + seconds
+        while time.monotonic() < stop_at:
+            await producer.send_records(records)
+            sent += len(records)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def run(
+    settings: Settings, report: Report, seconds: float, rounds: int, progress: Progress
+) -> None:
+    """Rounds of (single, batch, raw send, raw batch API); each figure is the median round."""
     async with _bench_database(settings) as dsn, _bench_topic(settings) as topic:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
@@ -171,28 +200,39 @@ async def run(settings: Settings, report: Report, seconds: float, progress: Prog
         authorization = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         workers = os.cpu_count() or 1
         report.context["ingest_workers"] = str(workers)
+        rates: dict[str, list[float]] = {}
+        failed: dict[str, int] = {"single": 0, "batch": 0}
         async with _ingest_server(dsn, topic, workers) as url:
             with tempfile.TemporaryDirectory() as tmp:
-                progress("ingest: warming up")
-                await run_wrk(
-                    wrk, url, authorization, batch=1, connections=8, seconds=2, run="warm",
-                    workdir=Path(tmp),
-                )  # fmt: skip
-                for name, batch, connections in (("single", 1, 32), ("batch", 100, 8)):
-                    progress(f"ingest: {name} for {seconds:.0f}s")
+
+                async def load(name: str, batch: int, connections: int, secs: float) -> None:
                     before = await _stored(dsn)
                     result = await run_wrk(
                         wrk, url, authorization, batch=batch, connections=connections,
-                        seconds=seconds, run=name, workdir=Path(tmp),
+                        seconds=secs, run=f"{name}-{uuid.uuid4().hex[:8]}", workdir=Path(tmp),
                     )  # fmt: skip
-                    accepted = await _stored(dsn) - before
-                    report.add(f"ingest.{name}.events_per_s", accepted / result.seconds, "events/s")
-                    report.add(f"ingest.{name}.failed_requests", result.failed, "requests")
-        progress(f"raw aiokafka producer for {seconds:.0f}s")
-        started = time.monotonic()
-        sent = await _raw_producer(settings, topic, seconds)
-        raw = sent / (time.monotonic() - started)
-        report.add("ingest.raw_producer.events_per_s", raw, "records/s")
-        for name in ("single", "batch"):
-            rate = next(f.value for f in report.figures if f.key == f"ingest.{name}.events_per_s")
-            report.add(f"ingest.{name}.ratio_to_raw", rate / raw, "ratio")
+                    rates.setdefault(name, []).append(
+                        (await _stored(dsn) - before) / result.seconds
+                    )
+                    failed[name] = failed.get(name, 0) + result.failed
+
+                progress("ingest: warming up")
+                await load("warm", 1, 8, 2)
+                for round_ in range(1, rounds + 1):
+                    for name, batch, connections in (("single", 1, 32), ("batch", 100, 8)):
+                        progress(f"ingest: round {round_}/{rounds}, {name}, {seconds:.0f}s")
+                        await load(name, batch, connections, seconds)
+                    for name, measure in (("raw_send", _raw_send), ("raw_batch_api", _raw_batches)):
+                        progress(f"ingest: round {round_}/{rounds}, {name.replace('_', ' ')}")
+                        started = time.monotonic()
+                        sent = await measure(settings, topic, seconds)
+                        rates.setdefault(name, []).append(sent / (time.monotonic() - started))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    for name in ("single", "batch"):
+        report.add(f"ingest.{name}.events_per_s", median[name], "events/s")
+        report.add(f"ingest.{name}.failed_requests", failed[name], "requests")
+    for name in ("raw_send", "raw_batch_api"):
+        report.add(f"ingest.{name}.records_per_s", median[name], "records/s")
+    for name in ("single", "batch"):
+        for limit in ("raw_send", "raw_batch_api"):
+            report.add(f"ingest.{name}.ratio_to_{limit}", median[name] / median[limit], "ratio")

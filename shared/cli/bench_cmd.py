@@ -25,7 +25,10 @@ def bench(
     which: Annotated[list[str] | None, typer.Argument(help=HELP_WHICH)] = None,
     seconds: Annotated[
         float, typer.Option(min=1.0, max=300.0, help="Seconds per measured phase")
-    ] = 8.0,
+    ] = 5.0,
+    rounds: Annotated[
+        int, typer.Option(min=1, max=20, help="Rounds; each figure is the median round")
+    ] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Measure throughput against the running stack (`trayecto stack up` first)."""
@@ -44,6 +47,7 @@ def bench(
             "python": platform.python_version(),
             "kafka": settings.kafka_bootstrap,
             "seconds_per_phase": f"{seconds:g}",
+            "rounds": str(rounds),
         }
     )
     out = err_console if as_json else console
@@ -51,7 +55,9 @@ def bench(
         if "ingest" in chosen:
             from ..bench import ingest
 
-            asyncio.run(ingest.run(settings, report, seconds, lambda text: status.update(text)))
+            asyncio.run(
+                ingest.run(settings, report, seconds, rounds, lambda text: status.update(text))
+            )
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         return

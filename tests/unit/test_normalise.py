@@ -7,7 +7,7 @@ from pydantic import JsonValue
 
 from services.ingest import normalise
 from services.ingest.segment import Identify, Page, Track
-from shared.contract import Campaign, Channel, Emotion, TouchpointType
+from shared.contract import Campaign, Channel, Emotion, TouchpointEvent, TouchpointType
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 RECEIVED = normalise.Received(source="web", source_id=7, at=NOW, max_future=timedelta(minutes=5))
@@ -134,3 +134,22 @@ def test_page_and_identify() -> None:
     identify = Identify.model_validate({"anonymousId": "a", "userId": "u", "traits": {"x": 1}})
     event = normalise.identify(identify, "m", RECEIVED, {})
     assert (event.prospect_id, event.anonymous_id, event.traits) == ("u", "a", {"x": 1})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"userId": "u" * 200, "event": "e" * 200, "messageId": "m" * 200},
+        {"anonymousId": "a", "event": "Order Completed", "properties": {"emotion": "joy"}},
+        {
+            "userId": "u",
+            "event": "Video Progress",
+            "timestamp": "2026-05-01T13:00:00+02:00",
+            "properties": {"percent": 50, "nested": {"list": [1, 2.5, None, True]}},
+            "context": {"campaign": {"source": "google", "medium": "cpc"}, "page": {"url": "x"}},
+        },
+    ],
+)
+def test_touchpoints_satisfy_the_contract(body: dict[str, JsonValue]) -> None:
+    event = normalise.touchpoint(Track.model_validate(body), "m-1", RECEIVED, {})
+    assert TouchpointEvent.model_validate_json(event.model_dump_json()) == event

@@ -14,11 +14,11 @@ CREATE TABLE sources (
 );
 
 -- messageIds seen per source within the dedupe window; the row is inserted in the
--- same transaction that waits for Kafka's acknowledgement of the event.
+-- same transaction that waits for Kafka's acknowledgement of the event. (The event id
+-- is derived from source and messageId, so it is not stored.)
 CREATE TABLE ingest_messages (
     source_id   bigint      NOT NULL REFERENCES sources (id),
     message_id  text        NOT NULL,
-    event_id    uuid        NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source_id, message_id)
 );
