@@ -68,6 +68,19 @@ def start_detached(cmd: Sequence[str], log_file: Path, pid_file: Path, cwd: Path
     return process.pid
 
 
+def _reaped(pid: int) -> bool:
+    """True once the process is gone (and collected, when this process started it)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return False
+        del _CHILDREN[pid]
+        return True
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return not alive(pid)
+
+
 def stop_pid(pid: int, timeout_s: float = 30.0) -> None:
     """SIGTERM the process group, then SIGKILL whatever is left after the timeout."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -77,14 +90,7 @@ def stop_pid(pid: int, timeout_s: float = 30.0) -> None:
             os.kill(pid, sig)
         deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5.0)
         while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            child = _CHILDREN.get(pid)
-            if child is not None and child.poll() is not None:
-                del _CHILDREN[pid]
-                return
-            if not alive(pid):
-                _CHILDREN.pop(pid, None)
+            if _reaped(pid):
                 return
             time.sleep(0.1)
 
