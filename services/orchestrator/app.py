@@ -1,12 +1,104 @@
 """Composition root of the orchestrator service."""
 
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
 from fastapi import FastAPI
 
-from shared.service import stub_app
+from shared import outbox
+from shared.db import create_pool
+from shared.http import install_error_handlers
+from shared.kafka.producer import Producer
+from shared.service import add_ops_routes, database_check, kafka_check, service_registry
 from shared.settings import Settings
 
+from . import api
+from .catalog import JourneyCatalog
+from .runtime import GROUP, Orchestrator, RuntimeMetrics
+from .timers import fire_forever
+from .topics import OrchestratorTopics
 
-def create_app(settings: Settings) -> FastAPI:
-    return stub_app(
-        "orchestrator", settings, "stub: no journeys are run yet; only health and metrics"
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    topics: OrchestratorTopics | None = None,
+    group: str = GROUP,
+    after_commit: Callable[[int], None] | None = None,
+) -> FastAPI:
+    """The orchestrator: consumer, timer claimer, outbox relay and the prospects API."""
+    topics = topics or OrchestratorTopics()
+    registry = service_registry()
+    metrics = RuntimeMetrics(registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings)
+        producer = Producer(settings, client_id="orchestrator", timeout_s=10.0)
+        await producer.start()
+        catalog = JourneyCatalog()
+        await catalog.refresh(pool)
+        relay_wake = asyncio.Event()
+        app.state.pool = pool
+        orchestrator = Orchestrator(
+            settings,
+            pool,
+            producer,
+            catalog,
+            topics,
+            metrics,
+            relay_wake,
+            group=group,
+            after_commit=after_commit,
+        )
+        app.state.orchestrator = orchestrator
+        tasks = [
+            _supervised("consumer", orchestrator.run()),
+            _supervised("timers", fire_forever(pool, topics, relay_wake)),
+            _supervised("relay", outbox.relay_forever(pool, producer, relay_wake)),
+            _supervised("journeys", catalog.refresh_forever(pool)),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(title="Trayecto orchestrator", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    add_ops_routes(
+        app,
+        "orchestrator",
+        registry,
+        {"kafka": kafka_check(settings), "database": database_check(settings)},
     )
+    app.include_router(api.router)
+    return app
+
+
+def _supervised(name: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    async def guard() -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A background loop that dies would silently stop the service's work:
+            # make the process exit so that its supervisor restarts it.
+            log.critical("orchestrator %s loop crashed; exiting", name, exc_info=True)
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return asyncio.create_task(guard(), name=f"orchestrator-{name}")

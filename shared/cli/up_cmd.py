@@ -11,10 +11,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from types import FrameType
 
+import asyncpg
 import typer
 from rich.table import Table
+
+from services.orchestrator.journey import JourneyError
 
 from .. import stack
 from ..db import MigrationError, migrate
@@ -85,6 +89,22 @@ def _summary(settings: Settings) -> Table:
     return table
 
 
+SEED_JOURNEYS = Path(__file__).resolve().parents[2] / "journeys"
+
+
+async def _publish_seed_journeys(settings: Settings) -> list[tuple[str, int, bool]]:
+    """The sample journeys of the checkout (a new version only when a file changed)."""
+    from services.orchestrator.journey.store import publish_directory
+
+    if not SEED_JOURNEYS.is_dir():
+        return []
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await publish_directory(conn, SEED_JOURNEYS)
+    finally:
+        await conn.close()
+
+
 def up(
     keep_stack: bool = typer.Option(
         False, help="Leave Kafka/PostgreSQL/Prometheus running on exit"
@@ -96,6 +116,11 @@ def up(
         stack.up(settings, console)
         applied = asyncio.run(migrate(settings.database_url))
     console.print(f"[green]✓[/] migrations: {len(applied)} applied now, schema up to date")
+    with friendly_errors(JourneyError, OSError, asyncpg.PostgresError):
+        published = asyncio.run(_publish_seed_journeys(settings))
+    for journey, version, created in published:
+        state = "published" if created else "unchanged"
+        console.print(f"[green]✓[/] journey {journey} v{version} ({state})")
 
     stopping = threading.Event()
 

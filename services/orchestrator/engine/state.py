@@ -55,6 +55,11 @@ class RunState(BaseModel):
     waiting: Waiting | None = None
     variants: dict[str, str] = Field(default_factory=dict, description="split/send step → variant")
     visits: dict[str, int] = Field(default_factory=dict, description="step → times entered")
+    skipped: dict[str, str] = Field(
+        default_factory=dict,
+        description="send step → why it was last skipped (suppressed, quiet_hours, frequency_cap)",
+    )
+    number: int = Field(1, ge=1, description="which run of the journey for the prospect: 1, 2, …")
     exit_reason: str | None = None
     exited_at: datetime | None = None
 

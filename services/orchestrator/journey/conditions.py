@@ -25,7 +25,9 @@ Predicate = Callable[[Facts], bool]
 
 
 def _dig(data: Mapping[str, Any], path: str) -> Any:
-    """``a.b.c`` inside nested mappings; a missing step gives _MISSING."""
+    """``a.b.c`` inside nested mappings (a flat key ``a.b.c`` first); missing gives _MISSING."""
+    if path in data:
+        return data[path]
     value: Any = data
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:

@@ -1,0 +1,95 @@
+"""The send step: policies first (suppression, quiet hours, frequency cap), then one
+delivery command with a deterministic id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import JsonValue
+
+from shared.contract import DeliveryCommand
+
+from ..journey.model import SendStep
+from . import timing
+from .compiled import CompiledJourney
+from .state import RunState
+from .turn import Turn, stable_id
+
+
+def send(
+    turn: Turn, c: CompiledJourney, run: RunState, step: SendStep
+) -> tuple[RunState, str | None]:
+    """Send, skip or defer; returns the run and the step to go to next (None if paused)."""
+    after = step.next or c.following(step.id)
+    hold = _hold(turn, c, step)
+    if isinstance(hold, str):
+        return run.model_copy(update={"skipped": {**run.skipped, step.id: hold}}), after
+    if hold is not None:
+        return turn.pause(run, step.id, hold, "deferred_send"), None
+    action = step.send
+    variant = run.variants.get(step.id)
+    chosen = next((v for v in action.variants if v.name == variant), None)
+    command_id = stable_id(run.run_id, step.id, run.visits.get(step.id, 0))
+    params: dict[str, JsonValue] = dict(action.params)
+    turn.commands.append(
+        DeliveryCommand(
+            event_id=command_id,
+            prospect_id=turn.prospect_id,
+            command_id=command_id,
+            journey=run.journey,
+            journey_version=run.version,
+            step=step.id,
+            content=chosen.content if chosen else action.content,
+            content_type=action.type,
+            channel=action.channel,
+            variant=chosen.name if chosen else None,
+            locale=_locale(turn.traits.get(c.journey.locale_trait), c.journey.default_locale),
+            recipient=_recipient(turn.prospect_id, turn.traits),
+            params=params,
+            issued_at=turn.now,
+        )
+    )
+    turn.sends.append(turn.now)
+    return run, after
+
+
+def _hold(turn: Turn, c: CompiledJourney, step: SendStep) -> str | datetime | None:
+    """Why not send now: a reason to skip, a time to defer to, or None (send now)."""
+    if step.send.channel.value in turn.suppressed:
+        return "suppressed"
+    policies = c.journey.policies
+    until: datetime | None = None
+    zone = timing.zone_of(turn.traits, policies)
+    if (quiet := policies.quiet_hours) and (end := timing.quiet_until(turn.now, zone, quiet)):
+        if quiet.when_quiet == "skip":
+            return "quiet_hours"
+        until = end
+    cap = policies.frequency_cap
+    if cap and (free := timing.capped_until(turn.now, turn.sends, cap)):
+        if cap.when_capped == "skip":
+            return "frequency_cap"
+        until = max(until or free, free)
+    return until
+
+
+def _locale(value: Any, default: str) -> str:
+    """``es``, ``en`` or a regional form (``es-MX``, ``en_GB``); anything else: the default."""
+    if isinstance(value, str):
+        language = value.strip().lower().replace("_", "-").split("-")[0]
+        if language in ("es", "en"):
+            return language
+    return default
+
+
+def _recipient(prospect_id: str, traits: dict[str, Any]) -> dict[str, JsonValue]:
+    recipient: dict[str, JsonValue] = {"prospect_id": prospect_id}
+    for key in ("email", "phone", "first_name", "last_name", "company"):
+        if isinstance(value := traits.get(key), str) and value:
+            recipient[key] = value
+    name = traits.get("name")
+    if not (isinstance(name, str) and name):
+        name = " ".join(str(recipient[k]) for k in ("first_name", "last_name") if k in recipient)
+    if name:
+        recipient["name"] = name
+    return recipient

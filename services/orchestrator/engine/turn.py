@@ -1,0 +1,97 @@
+"""One input being decided: the prospect's working copy, what the decision emits, and
+the deterministic ids and choices every decision is made of."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID, uuid5
+
+from shared.contract import DeliveryCommand, StageTransition
+
+from ..journey.conditions import Facts
+from .facts import condition_facts
+from .state import Input, RunState, TimerRequest, Waiting
+
+NAMESPACE = UUID("84e8f16e-4a0f-4c65-922c-d88fa2506c43")
+
+Reason = Literal["entered", "advanced", "step", "exited", "goal"]
+Pause = Literal["wait", "wait_for", "deferred_send"]
+
+
+def stable_id(*parts: object) -> UUID:
+    """The same parts give the same id, on every instance and every replay."""
+    return uuid5(NAMESPACE, ":".join(str(p) for p in parts))
+
+
+def weighted_choice(key: str, weights: Sequence[float]) -> int:
+    """An index drawn with the given weights, fixed for ``key`` (a hash, not a random draw)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(weights)
+    for i, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return i
+    return len(weights) - 1
+
+
+@dataclass
+class Turn:
+    """One input being decided: the prospect's working copy and what the decision emits."""
+
+    prospect_id: str
+    event: Input
+    now: datetime
+    traits: dict[str, Any]
+    facts: dict[str, Any]
+    sends: list[datetime]
+    suppressed: list[str]
+    commands: list[DeliveryCommand] = field(default_factory=list)
+    timers: list[TimerRequest] = field(default_factory=list)
+    cancelled: list[UUID] = field(default_factory=list)
+    transitions: list[StageTransition] = field(default_factory=list)
+
+    def conditions(self) -> Facts:
+        return condition_facts(self.traits, self.facts, self.event)
+
+    def emit(
+        self,
+        run: RunState,
+        reason: Reason,
+        from_stage: str | None,
+        to_stage: str | None,
+        step: str | None = None,
+        variant: str | None = None,
+    ) -> None:
+        self.transitions.append(
+            StageTransition(
+                event_id=stable_id(self.event.event_id, "transition", len(self.transitions)),
+                prospect_id=self.prospect_id,
+                journey=run.journey,
+                journey_version=run.version,
+                persona=run.persona,
+                run_id=run.run_id,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                step=step,
+                variant=variant,
+                cause_event_id=self.event.event_id,
+                reason=reason,
+                occurred_at=self.now,
+            )
+        )
+
+    def pause(self, run: RunState, step: str, due: datetime, kind: Pause) -> RunState:
+        """The run waits on ``step`` for a new durable timer due at ``due``."""
+        parts: list[object] = [run.run_id, step, run.visits.get(step, 0)]
+        if kind == "deferred_send":  # a send may be deferred more than once per visit
+            parts += ["deferred", due.isoformat()]
+        timer_id = stable_id(*parts)
+        self.timers.append(
+            TimerRequest(timer_id, run.run_id, run.journey, run.version, step, due, {"kind": kind})
+        )
+        waiting = Waiting(step=step, timer_id=timer_id, due_at=due, kind=kind)
+        return run.model_copy(update={"waiting": waiting})

@@ -1,0 +1,270 @@
+"""One batch of inputs, one PostgreSQL transaction: the orchestrator's commit point.
+
+In the transaction: drop event ids already processed, lock the batch's prospects,
+run the engine on each input in order, then write states, timers, history, timeline
+and the outbox rows (delivery commands, transitions, dead letters). Nothing is
+published here: the relay publishes the outbox after the commit, and only then are
+Kafka offsets committed. A redelivered batch is a no-op; a crash anywhere before the
+commit leaves no trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared import outbox
+from shared.contract import (
+    DeliveryOutcome,
+    IdentifyEvent,
+    StageTransition,
+    TimerFired,
+    TouchpointEvent,
+    WireMessage,
+)
+from shared.db import Connection
+from shared.kafka.codec import Record
+
+from .catalog import JourneyCatalog
+from .engine import Decision, Input, ProspectState, TimerRequest, decide
+from .topics import OrchestratorTopics
+
+log = logging.getLogger(__name__)
+CONSUMER = "orchestrator"
+REASON_HEADER = "trayecto-dlq-reason"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot be processed, and why (it goes to the dead-letter topic)."""
+
+    record: Record
+    source_topic: str
+    reason: str
+
+
+@dataclass
+class BatchResult:
+    processed: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    commands: int = 0
+    transitions: list[StageTransition] = field(default_factory=list)
+
+
+class Processor:
+    def __init__(self, catalog: JourneyCatalog, topics: OrchestratorTopics) -> None:
+        self._catalog = catalog
+        self._topics = topics
+
+    async def process(
+        self,
+        conn: Connection,
+        inputs: Sequence[tuple[Input, Record, str]],
+        dead: Sequence[DeadLetter],
+        now: datetime,
+    ) -> BatchResult:
+        """Apply a batch (input, its record, its topic) and the undecodable records."""
+        result = BatchResult()
+        dead_letters = list(dead)
+        async with conn.transaction():
+            fresh = await self._claim(conn, [message for message, _, _ in inputs])
+            todo = []
+            for message, record, topic in inputs:
+                if message.event_id in fresh:
+                    fresh.discard(message.event_id)  # a copy later in the batch is a duplicate
+                    todo.append((message, record, topic))
+            result.duplicates = len(inputs) - len(todo)
+            prospects = sorted({message.prospect_id for message, _, _ in todo})
+            states = await self._lock_and_load(conn, prospects)
+            decisions: list[Decision] = []
+            for message, record, topic in todo:
+                try:
+                    decision = decide(
+                        states.get(message.prospect_id),
+                        message.prospect_id,
+                        message,
+                        self._catalog.journeys,
+                        self._catalog.live,
+                        now,
+                    )
+                except Exception as exc:  # an engine bug on one input must not stop the partition
+                    log.exception(
+                        "input %s of %s cannot be processed", message.event_id, message.prospect_id
+                    )
+                    dead_letters.append(DeadLetter(record, topic, f"engine error: {exc!r}"[:1000]))
+                    continue
+                states[message.prospect_id] = decision.state
+                decisions.append(decision)
+            changed = {d.state.prospect_id: d.state for d in decisions}
+            await self._save_states(conn, list(changed.values()))
+            await self._save_timers(conn, [t for d in decisions for t in d.timers], decisions)
+            await self._save_history(conn, [t for d in decisions for t in d.transitions])
+            await self._save_timeline(conn, [message for message, _, _ in todo])
+            messages: list[tuple[str, WireMessage]] = [
+                (self._topics.commands, c) for d in decisions for c in d.commands
+            ]
+            messages += [(self._topics.transitions, t) for d in decisions for t in d.transitions]
+            await outbox.add(conn, messages)
+            await outbox.add_records(conn, [self._dead(letter) for letter in dead_letters])
+        result.processed = len(decisions)
+        result.dead_letters = len(dead_letters)
+        result.commands = sum(len(d.commands) for d in decisions)
+        result.transitions = [t for d in decisions for t in d.transitions]
+        return result
+
+    async def _claim(self, conn: Connection, messages: Sequence[WireMessage]) -> set[Any]:
+        rows = await conn.fetch(
+            "INSERT INTO processed_events (consumer, event_id)"
+            " SELECT $1, e FROM unnest($2::uuid[]) AS t(e)"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            CONSUMER,
+            [m.event_id for m in messages],
+        )
+        return {row["event_id"] for row in rows}
+
+    async def _lock_and_load(
+        self, conn: Connection, prospects: list[str]
+    ) -> dict[str, ProspectState]:
+        # Another instance may hold the same prospect through another topic's partition
+        # (timers.fired vs touchpoints): serialise per prospect, in a fixed order.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(p, 0))"
+            " FROM (SELECT unnest($1::text[]) AS p ORDER BY 1) AS ordered",
+            prospects,
+        )
+        rows = await conn.fetch(
+            "SELECT prospect_id, state FROM prospect_state WHERE prospect_id = ANY($1::text[])",
+            prospects,
+        )
+        return {row["prospect_id"]: ProspectState.model_validate_json(row["state"]) for row in rows}
+
+    async def _save_states(self, conn: Connection, states: list[ProspectState]) -> None:
+        if not states:
+            return
+        await conn.execute(
+            """
+            INSERT INTO prospect_state (prospect_id, state, updated_at)
+            SELECT p, s, now() FROM unnest($1::text[], $2::jsonb[]) AS t(p, s)
+            ON CONFLICT (prospect_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
+            """,
+            [s.prospect_id for s in states],
+            [s.model_dump_json() for s in states],
+        )
+
+    async def _save_timers(
+        self, conn: Connection, timers: list[TimerRequest], decisions: list[Decision]
+    ) -> None:
+        cancelled = [timer_id for d in decisions for timer_id in d.cancelled_timers]
+        if cancelled:
+            await conn.execute("DELETE FROM timers WHERE timer_id = ANY($1::uuid[])", cancelled)
+        if not timers:
+            return
+        owner = {t.timer_id: d.state.prospect_id for d in decisions for t in d.timers}
+        await conn.execute(
+            """
+            INSERT INTO timers (timer_id, prospect_id, run_id, journey, journey_version, step,
+                                due_at, payload)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int[],
+                                 $6::text[], $7::timestamptz[], $8::jsonb[])
+            ON CONFLICT (timer_id) DO NOTHING
+            """,
+            [t.timer_id for t in timers],
+            [owner[t.timer_id] for t in timers],
+            [t.run_id for t in timers],
+            [t.journey for t in timers],
+            [t.journey_version for t in timers],
+            [t.step for t in timers],
+            [t.due_at for t in timers],
+            [json.dumps(t.payload) for t in timers],
+        )
+
+    async def _save_history(self, conn: Connection, transitions: list[StageTransition]) -> None:
+        if not transitions:
+            return
+        await conn.execute(
+            """
+            INSERT INTO journey_history (event_id, prospect_id, journey, journey_version, persona,
+                run_id, reason, from_stage, to_stage, step, variant, cause_event_id, occurred_at)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
+                $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                $12::uuid[], $13::timestamptz[])
+            ON CONFLICT (event_id) DO NOTHING
+            """,
+            *_columns([_history_row(t) for t in transitions]),
+        )
+
+    async def _save_timeline(self, conn: Connection, messages: list[Input]) -> None:
+        rows = [row for m in messages if (row := _timeline_row(m)) is not None]
+        if not rows:
+            return
+        await conn.execute(
+            """
+            INSERT INTO prospect_timeline (event_id, prospect_id, kind, type, name, channel,
+                                           occurred_at, detail)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::timestamptz[], $8::jsonb[])
+            ON CONFLICT (event_id) DO NOTHING
+            """,
+            *_columns(rows),
+        )
+
+    def _dead(self, letter: DeadLetter) -> tuple[str, Record]:
+        headers = {
+            **letter.record.headers,
+            REASON_HEADER: letter.reason,
+            "trayecto-dlq-source-topic": letter.source_topic,
+        }
+        return self._topics.dead_letters, Record(letter.record.key, letter.record.value, headers)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows → one list per column, for ``unnest`` inserts."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _history_row(t: StageTransition) -> tuple[Any, ...]:
+    return (
+        t.event_id, t.prospect_id, t.journey, t.journey_version, t.persona, t.run_id, t.reason,
+        t.from_stage, t.to_stage, t.step, t.variant, t.cause_event_id, t.occurred_at,
+    )  # fmt: skip
+
+
+def _timeline_row(message: Input) -> tuple[Any, ...] | None:
+    detail: dict[str, Any]
+    if isinstance(message, TouchpointEvent):
+        detail = {
+            "properties": message.properties,
+            "campaign": message.campaign.model_dump(exclude_none=True)
+            if message.campaign
+            else None,
+            "emotion": message.emotion,
+            "source": message.source,
+        }
+        return (
+            message.event_id, message.prospect_id, "touchpoint", message.type.value,
+            message.name, message.channel.value, message.occurred_at,
+            json.dumps(detail, default=str),
+        )  # fmt: skip
+    if isinstance(message, DeliveryOutcome):
+        detail = {"journey": message.journey, "step": message.step, "reason": message.reason}
+        return (
+            message.event_id, message.prospect_id, "delivery", message.status.value,
+            message.content, message.channel.value, message.occurred_at, json.dumps(detail),
+        )  # fmt: skip
+    if isinstance(message, IdentifyEvent):
+        detail = {
+            "traits": sorted(message.traits),
+            "anonymous_id": message.anonymous_id,
+        }
+        return (
+            message.event_id, message.prospect_id, "identify", None, None, None,
+            message.occurred_at, json.dumps(detail),
+        )  # fmt: skip
+    if isinstance(message, TimerFired):
+        return None
+    return None

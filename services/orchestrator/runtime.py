@@ -1,0 +1,158 @@
+"""The orchestrator's consume loop: batch → transaction → relay → commit offsets.
+
+Offsets are committed only after the batch's transaction committed and its outbox rows
+were handed to the relay, so a crash at any point redelivers events that the
+``processed_events`` dedupe turns into no-ops. Several instances share the work through
+the consumer group; a rebalance only moves partitions, the same protocol holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
+
+from shared import outbox
+from shared.contract import DeliveryOutcome, IdentifyEvent, TimerFired, TouchpointEvent
+from shared.kafka.codec import Record, UnknownMessageType, decode
+from shared.kafka.producer import KafkaUnavailable, Producer
+from shared.settings import Settings
+
+from .catalog import JourneyCatalog
+from .engine import Input
+from .processor import DeadLetter, Processor
+from .topics import OrchestratorTopics
+
+log = logging.getLogger(__name__)
+GROUP = "trayecto-orchestrator"
+
+
+@dataclass
+class RuntimeMetrics:
+    registry: CollectorRegistry
+    events: Counter = field(init=False)
+    batches: Histogram = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events = Counter(
+            "trayecto_orchestrator_events_total",
+            "Inputs handled by the orchestrator, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.batches = Histogram(
+            "trayecto_orchestrator_batch_seconds",
+            "Time to process one consumed batch (transaction and relay)",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+
+class Orchestrator:
+    """Consumes inputs until stopped; one instance of the consumer group."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        producer: Producer,
+        catalog: JourneyCatalog,
+        topics: OrchestratorTopics,
+        metrics: RuntimeMetrics,
+        relay_wake: asyncio.Event,
+        *,
+        group: str = GROUP,
+        after_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._producer = producer
+        self._processor = Processor(catalog, topics)
+        self._topics = topics
+        self._metrics = metrics
+        self._relay_wake = relay_wake
+        self._group = group
+        # Fault-injection point for tests: called with the batch number right after a
+        # batch's transaction committed, before its outbox relay and offset commit.
+        self._after_commit = after_commit
+        self._batches = 0
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self._topics.inputs,
+            bootstrap_servers=self._settings.kafka_bootstrap.split(","),
+            group_id=self._group,
+            client_id="trayecto-orchestrator",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+        )
+        while True:
+            try:
+                await consumer.start()
+                break
+            except KafkaError:
+                log.warning("Kafka not reachable yet; retrying in 2 s")
+                await asyncio.sleep(2)
+        self.consumer = consumer
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                records = [r for partition in batches.values() for r in partition]
+                if records:
+                    await self._handle(records)
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        started = time.perf_counter()
+        inputs: list[tuple[Input, Record, str]] = []
+        dead: list[DeadLetter] = []
+        for r in records:
+            headers = {k: v.decode(errors="replace") for k, v in r.headers}
+            record = Record(r.key or b"", r.value or b"", headers)
+            try:
+                message = decode(record.value, headers)
+            except (UnknownMessageType, ValidationError, ValueError) as exc:
+                dead.append(DeadLetter(record, r.topic, f"cannot decode: {exc}"[:1000]))
+                continue
+            if not isinstance(
+                message, TouchpointEvent | IdentifyEvent | DeliveryOutcome | TimerFired
+            ):
+                dead.append(DeadLetter(record, r.topic, f"unexpected {type(message).__name__}"))
+                continue
+            inputs.append((message, record, r.topic))
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    result = await self._processor.process(conn, inputs, dead, datetime.now(UTC))
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                # Nothing was applied (one transaction): retry the same batch.
+                log.exception("batch transaction failed; retrying in 1 s")
+                await asyncio.sleep(1)
+        self._batches += 1
+        if self._after_commit is not None:
+            self._after_commit(self._batches)
+        self._metrics.events.labels("processed").inc(result.processed)
+        self._metrics.events.labels("duplicate").inc(result.duplicates)
+        self._metrics.events.labels("dead_letter").inc(result.dead_letters)
+        try:
+            while await outbox.relay(self._pool, self._producer) > 0:
+                pass
+        except KafkaUnavailable:
+            # Committed rows stay in the outbox; the background relay publishes them.
+            log.warning("Kafka unavailable while relaying; the outbox keeps the rows")
+            self._relay_wake.set()
+        self._metrics.batches.observe(time.perf_counter() - started)
