@@ -101,9 +101,8 @@ async def _bench_topic(settings: Settings) -> AsyncIterator[str]:
 async def _ingest_server(dsn: str, topic: str, workers: int) -> AsyncIterator[str]:
     port = _free_port()
     env = {**os.environ, "TRAYECTO_DATABASE_URL": dsn, "TRAYECTO_LOG_LEVEL": "WARNING"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.bench.server", str(port), topic, str(workers), env=env
-    )
+    argv = ("-m", "shared.bench.server", "ingest", str(port), topic, str(workers))
+    process = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=url) as client:

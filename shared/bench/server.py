@@ -1,29 +1,39 @@
-"""The ingest service run for a benchmark: own database and topic, own processes.
+"""A service run for a benchmark in its own process(es), on its own database and topics.
 
-``python -m shared.bench.server PORT TOPIC WORKERS`` (other settings from the environment).
+``python -m shared.bench.server ingest PORT TOPIC WORKERS``
+``python -m shared.bench.server orchestrator PORT PREFIX GROUP``
+
+Other settings (the throwaway database among them) come from the environment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
 import uvicorn
 from fastapi import FastAPI
 
-from services.ingest import create_app
+from services.ingest import create_app as ingest_app
+from services.orchestrator import create_app as orchestrator_app
+from services.orchestrator.topics import OrchestratorTopics
+from shared.service import configure_logging, run_http
 from shared.settings import Settings
 
 _TOPIC_VARIABLE = "TRAYECTO_BENCH_TOPIC"
+USAGE = (
+    "usage: python -m shared.bench.server ingest PORT TOPIC WORKERS\n"
+    "       python -m shared.bench.server orchestrator PORT PREFIX GROUP"
+)
 
 
 def bench_app() -> FastAPI:
-    """Factory each worker process calls; the parent passes the topic in the environment."""
-    return create_app(Settings(), touchpoints_topic=os.environ[_TOPIC_VARIABLE])
+    """Factory each ingest worker process calls; the parent passes the topic in the environment."""
+    return ingest_app(Settings(), touchpoints_topic=os.environ[_TOPIC_VARIABLE])
 
 
-def main() -> None:
-    port, topic, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def _ingest(port: int, topic: str, workers: int) -> None:
     os.environ[_TOPIC_VARIABLE] = topic
     uvicorn.run(
         "shared.bench.server:bench_app",
@@ -34,6 +44,24 @@ def main() -> None:
         log_level="warning",
         access_log=False,
     )
+
+
+def _orchestrator(port: int, prefix: str, group: str) -> None:
+    """As ``trayecto serve orchestrator`` runs it, on prefixed topics and its own group."""
+    settings = Settings()
+    configure_logging(settings, "orchestrator")
+    app = orchestrator_app(settings, topics=OrchestratorTopics.prefixed(prefix), group=group)
+    asyncio.run(run_http(app, settings, port))
+
+
+def main() -> None:
+    match sys.argv[1:]:
+        case ["ingest", port, topic, workers]:
+            _ingest(int(port), topic, int(workers))
+        case ["orchestrator", port, prefix, group]:
+            _orchestrator(int(port), prefix, group)
+        case _:
+            sys.exit(USAGE)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``trayecto bench [ingest] [--json]``: figures next to their physical limits, one run."""
+"""``trayecto bench [ingest] [orchestrator] [--json]``: figures next to their physical limits."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.table import Table
 from ..bench import Report
 from .common import console, err_console, load_settings
 
-BENCHES = ("ingest",)
+BENCHES = ("ingest", "orchestrator")
 
 
 HELP_WHICH = f"Which benchmarks ({', '.join(BENCHES)}); default all"
@@ -29,6 +29,15 @@ def bench(
     rounds: Annotated[
         int, typer.Option(min=1, max=20, help="Rounds; each figure is the median round")
     ] = 3,
+    events: Annotated[
+        int, typer.Option(min=100, help="Orchestrator: events (prospects) per round")
+    ] = 20_000,
+    timers: Annotated[
+        int, typer.Option(min=100, help="Orchestrator: due timers fired per phase")
+    ] = 20_000,
+    pending_timers: Annotated[
+        int, typer.Option(min=0, help="Orchestrator: timers pending far ahead meanwhile")
+    ] = 1_000_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Measure throughput against the running stack (`trayecto stack up` first)."""
@@ -58,6 +67,13 @@ def bench(
             asyncio.run(
                 ingest.run(settings, report, seconds, rounds, lambda text: status.update(text))
             )
+        if "orchestrator" in chosen:
+            from ..bench import orchestrator
+
+            sizes = orchestrator.Sizes(events, timers, pending_timers)
+            asyncio.run(
+                orchestrator.run(settings, report, rounds, lambda text: status.update(text), sizes)
+            )
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))
         return
@@ -65,7 +81,7 @@ def bench(
     for figure in report.figures:
         table.add_row(
             figure.key,
-            f"{figure.value:,.3f}" if figure.unit == "ratio" else f"{figure.value:,.0f}",
+            f"{figure.value:,.3f}" if figure.unit in ("ratio", "s") else f"{figure.value:,.0f}",
             figure.unit,
         )
     console.print(table)

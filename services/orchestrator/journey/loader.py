@@ -205,13 +205,21 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> tuple[Any, ...]:
     aliases = {"else_": "else", "not_": "not", "in_": "in"}
     path: list[Any] = []
     current = data
-    for part in loc:
+    for i, part in enumerate(loc):
         key = aliases.get(part, part) if isinstance(part, str) else part
+        following = loc[i + 1] if i + 1 < len(loc) else None
+        following = aliases.get(following, following) if isinstance(following, str) else following
+        if (
+            key in _UNION_TAGS
+            and isinstance(current, dict)
+            and (key not in current or following in current)
+        ):
+            continue  # the union member's tag, not a key of the file
         found, child = _child(current, key)
         if found:
             current = child
             path.append(key)
-        elif isinstance(current, dict) and isinstance(key, str) and key not in _UNION_TAGS:
+        elif isinstance(current, dict) and isinstance(key, str):
             path.append(key)  # a missing field: name it
             current = None
     return tuple(path)

@@ -18,6 +18,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -38,8 +39,22 @@ def _duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration), Field(gt=timedelta(0))]
-Scalar = str | int | float | bool
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    Field(gt=timedelta(0)),
+    WithJsonSchema(
+        {
+            "description": "90s, 15m, 2h, 3d, 1w, an ISO 8601 duration, or seconds",
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdw]\s*$"},
+                {"type": "string", "format": "duration"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+        }
+    ),
+]
+Scalar = bool | int | float | str
 
 
 class _Model(BaseModel):
@@ -327,6 +342,7 @@ class Persona(_Model):
 
 class Entry(EventMatch):
     reentry: Literal["never", "after_exit", "always"] = "never"
+    map: Annotations = Field(default_factory=Annotations, description="The entry touchpoint")
 
 
 class Goal(EventMatch):

@@ -94,18 +94,19 @@ class Published:
 
 
 def normalised(journey: Journey) -> dict[str, Any]:
-    """The definition as stored: every field (defaults included) by alias, JSON types."""
+    """The definition as stored: every field (defaults included) by alias, JSON types,
+    whole numbers as integers (a score of 5 and of 5.0 are the same definition)."""
     # Not model_dump(mode="json"): its serializer for `str | int | float | bool` values
     # can turn a true in `update.set` into 1. Dumping Python objects and converting them
     # keeps each value's own type.
-    data: dict[str, Any] = to_jsonable_python(journey.model_dump(by_alias=True))
+    data: dict[str, Any] = _canonical(to_jsonable_python(journey.model_dump(by_alias=True)))
     return data
 
 
 def checksum(journey: Journey) -> str:
-    """SHA-256 of the normalised definition: YAML layout, comments, defaults spelled out
-    or not, and 5 versus 5.0 make no difference."""
-    text = json.dumps(_canonical(normalised(journey)), sort_keys=True, separators=(",", ":"))
+    """SHA-256 of the normalised definition: YAML layout, comments and defaults spelled
+    out or not make no difference."""
+    text = json.dumps(normalised(journey), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
