@@ -27,6 +27,8 @@ class CompiledJourney:
     steps: Mapping[str, Step]
     index: Mapping[str, int]
     stage_order: Mapping[str, int]
+    exit_on_retire: bool = False
+    """Retired with mode ``exit``: its runs leave the journey on their next input."""
 
     @property
     def id(self) -> str:

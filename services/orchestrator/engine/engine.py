@@ -29,7 +29,9 @@ again. Quiet hours are local to the prospect (time zone trait, else
 ``default_timezone``; an unknown zone counts as none).
 
 A journey absent from ``live`` takes no new entries; runs continue on the version they
-started on, as long as ``journeys`` still holds it.
+started on, as long as ``journeys`` still holds it, unless that version was retired with
+mode ``exit`` (``exit_on_retire``): then the run exits (reason ``retired``) on its next
+input, and its pending timer is cancelled.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from . import timing
 from .compiled import CompiledJourney, event_matches
 from .facts import apply_input
 from .state import Decision, Input, ProspectState, RunState
-from .steps import move_stage, retry_send, run_from
+from .steps import exit_run, move_stage, retry_send, run_from
 from .turn import Turn, stable_id
 
 Catalogue = Mapping[str, Mapping[int, CompiledJourney]]
@@ -84,7 +86,11 @@ def decide(
                 runs[journey_id] = started
             continue
         compiled = journeys.get(journey_id, {}).get(previous.version)
-        if compiled is not None:  # a version no longer loaded cannot move
+        if compiled is not None and compiled.exit_on_retire:
+            if previous.waiting is not None:
+                turn.cancelled.append(previous.waiting.timer_id)
+            runs[journey_id] = exit_run(turn, previous, "retired")
+        elif compiled is not None:  # a version no longer loaded cannot move
             runs[journey_id] = _resume(turn, compiled, _goals(turn, compiled, previous))
     new_state = state.model_copy(
         update={

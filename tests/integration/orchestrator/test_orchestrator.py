@@ -11,6 +11,9 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
+import asyncpg
+
+from services.orchestrator.journey.store import retire
 from shared.contract import (
     Channel,
     DeliveryCommand,
@@ -147,3 +150,48 @@ async def test_every_step_type_and_the_video_tree(start_orchestrator: Start) -> 
     steps = [t.step for t in transitions if t.prospect_id == none and t.reason == "step"]
     for step in ("welcome", "pause", "video", "watch", "depth", "reinvite", "ab", "again", "back"):
         assert step in steps, step
+
+
+LONG_WAIT = """
+journey: long-wait
+title: A long wait
+persona: {id: tester}
+entry: {event: lead_captured}
+steps:
+  - id: hello
+    send: {content: hello}
+  - id: pause
+    wait: 30d
+  - id: later
+    send: {content: later}
+"""
+
+
+async def test_retiring_a_version_with_exit_takes_its_prospects_out(
+    start_orchestrator: Start,
+) -> None:
+    o = await start_orchestrator(LONG_WAIT)
+    prospect = f"retired-{uuid.uuid4().hex[:6]}"
+    await o.send(_touch(prospect, TouchpointType.LEAD_CAPTURED))
+
+    async def waiting() -> bool:
+        answer = await o.client.get(f"/v1/prospects/{prospect}")
+        return answer.status_code == 200 and bool(answer.json()["pending_timers"])
+
+    await o.wait_for(waiting, what="the prospect to wait")
+    conn = await asyncpg.connect(o.dsn)
+    try:
+        await retire(conn, "long-wait", 1, "exit")
+    finally:
+        await conn.close()
+
+    async def exited() -> dict[str, object] | None:
+        run = (await o.client.get(f"/v1/prospects/{prospect}")).json()["journeys"][0]
+        return run if run["status"] == "exited" else None
+
+    run = await o.wait_for(exited, what="the retired run to exit")
+    assert run["exit_reason"] == "retired"
+    state = (await o.client.get(f"/v1/prospects/{prospect}")).json()
+    assert state["pending_timers"] == []
+    rows = await o.rows("SELECT count(*) AS n FROM outbox WHERE topic = $1", o.topics.commands)
+    assert rows[0]["n"] == 1  # "later" was never sent

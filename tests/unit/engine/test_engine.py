@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from textwrap import dedent, indent
 from uuid import uuid5
@@ -717,3 +718,17 @@ def test_entry_conditions_read_the_events_own_fields() -> None:
     p = Prospect.of(c)
     assert p.touch("ad_click", campaign="smb-spring").commands == []
     assert sent(p.touch("ad_click", campaign="it-spring")) == ["hello"]
+
+
+def test_a_version_retired_with_exit_takes_its_runs_out_on_their_next_input() -> None:
+    v1 = journey("- {id: pause, wait: 1d}\n" + SEND_EXIT)
+    p = Prospect.of(v1)
+    [timer] = p.touch("form_submitted").timers
+    p.journeys["j"][1] = dataclasses.replace(v1, exit_on_retire=True)
+    p.live.clear()
+    decision = p.fire(timer)
+    assert decision.commands == []
+    assert decision.cancelled_timers == [timer.timer_id]
+    run = p.current.runs["j"]
+    assert (run.status, run.exit_reason) == ("exited", "retired")
+    assert [t.reason for t in decision.transitions] == ["exited"]
