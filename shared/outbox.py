@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 import asyncpg
 
@@ -98,3 +99,11 @@ async def relay_forever(
 
 async def backlog(conn: Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+
+async def prune(conn: Connection, older_than: timedelta) -> int:
+    """Forget published rows older than ``older_than``; returns how many."""
+    status = await conn.execute(
+        "DELETE FROM outbox WHERE published_at < now() - $1::interval", older_than
+    )
+    return int(status.rpartition(" ")[2])

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 
 from shared import outbox
@@ -19,6 +21,7 @@ from shared.settings import Settings
 
 from . import api
 from .catalog import JourneyCatalog
+from .processor import CONSUMER
 from .runtime import GROUP, Orchestrator, RuntimeMetrics
 from .timers import fire_forever
 from .topics import OrchestratorTopics
@@ -64,6 +67,7 @@ def create_app(
             _supervised("timers", fire_forever(pool, topics, relay_wake)),
             _supervised("relay", outbox.relay_forever(pool, producer, relay_wake)),
             _supervised("journeys", catalog.refresh_forever(pool)),
+            _supervised("retention", _prune_forever(pool)),
         ]
         try:
             yield
@@ -84,6 +88,27 @@ def create_app(
     )
     app.include_router(api.router)
     return app
+
+
+DEDUPE_RETENTION = timedelta(days=14)
+"""Longer than Kafka keeps records (7 days by default): no redelivery can be older."""
+OUTBOX_RETENTION = timedelta(days=1)
+
+
+async def _prune_forever(pool: asyncpg.Pool, interval_s: float = 3600.0) -> None:
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    "DELETE FROM processed_events WHERE consumer = $1"
+                    " AND processed_at < now() - $2::interval",
+                    CONSUMER,
+                    DEDUPE_RETENTION,
+                )
+                await outbox.prune(conn, OUTBOX_RETENTION)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("pruning old dedupe and outbox rows failed; next round retries")
+        await asyncio.sleep(interval_s)
 
 
 def _supervised(name: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

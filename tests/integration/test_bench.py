@@ -1,4 +1,4 @@
-"""`trayecto bench --json` runs against the stack and reports every documented figure."""
+"""`trayecto bench … --json` runs against the stack and reports every documented figure."""
 
 from __future__ import annotations
 
@@ -8,31 +8,22 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_reports_the_documented_figures(settings: Settings) -> None:
+def _bench(settings: Settings, *args: str) -> dict[str, Any]:
+    """The figures of ``trayecto bench ARGS --json``, run as the command line runs it."""
     env = {
         **os.environ,
         "TRAYECTO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "TRAYECTO_DATABASE_URL": settings.database_url,
     }
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "shared.cli.main",
-            "bench",
-            "ingest",
-            "--seconds",
-            "1",
-            "--rounds",
-            "1",
-            "--json",
-        ],
+        [sys.executable, "-m", "shared.cli.main", "bench", *args, "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -40,13 +31,34 @@ def test_bench_reports_the_documented_figures(settings: Settings) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout)["figures"]
-    documented = set(
-        re.findall(r"^\| `(ingest\.[a-z_.]+)` \|", (ROOT / "docs/benchmarks.md").read_text(), re.M)
-    )
-    assert documented == set(figures)
+    figures: dict[str, Any] = json.loads(done.stdout)["figures"]
+    return figures
+
+
+def _documented(bench: str) -> set[str]:
+    text = (ROOT / "docs/benchmarks.md").read_text()
+    return set(re.findall(rf"^\| `({bench}\.[a-z0-9_.]+)` \|", text, re.M))
+
+
+def test_bench_ingest_reports_the_documented_figures(settings: Settings) -> None:
+    figures = _bench(settings, "ingest", "--seconds", "1", "--rounds", "1")
+    assert _documented("ingest") == set(figures)
     for key, figure in figures.items():
         if key.endswith("failed_requests"):
             assert figure["value"] == 0, key
         else:
             assert figure["value"] > 0, key
+
+
+def test_bench_orchestrator_reports_the_documented_figures(settings: Settings) -> None:
+    figures = _bench(
+        settings,
+        "orchestrator",
+        "--rounds", "1",
+        "--events", "1000",
+        "--timers", "1000",
+        "--pending-timers", "10000",
+    )  # fmt: skip
+    assert _documented("orchestrator") == set(figures)
+    for key, figure in figures.items():
+        assert figure["value"] > 0, key
