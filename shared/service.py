@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import os
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Response
@@ -153,3 +156,22 @@ def stub_app(service: ServiceName, settings: Settings, note: str) -> FastAPI:
         stub_note=note,
     )
     return app
+
+
+def supervised(name: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run a service's background loop; if it crashes, make the process exit.
+
+    A loop that died would silently stop the service's work while /healthz still
+    answers: exiting lets the supervisor (``trayecto up``, compose, Kubernetes) restart it.
+    """
+
+    async def guard() -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logging.getLogger(__name__).critical("%s loop crashed; exiting", name, exc_info=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return asyncio.create_task(guard(), name=name)

@@ -31,6 +31,10 @@ def _default_stack_dir() -> Path:
     return Path.home() / ".local" / "state" / "trayecto" / "stack"
 
 
+def _default_content_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "content"
+
+
 class Settings(BaseSettings):
     """Configuration of every Trayecto process (see the README's table)."""
 
@@ -79,6 +83,28 @@ class Settings(BaseSettings):
     form_thanks_url: str = Field(
         "", description="Where landing-page forms redirect; empty: ingest's own thank-you page"
     )
+    # Delivery.
+    smtp_sender: str = Field(
+        "Trayecto <hola@trayecto.localhost>", description="From address of every email"
+    )
+    content_dir: Path = Field(
+        default_factory=_default_content_dir, description="Content catalogue and templates"
+    )
+    delivery_max_attempts: int = Field(5, ge=1, le=50, description="Tries before dead-lettering")
+    delivery_retry_base_s: float = Field(
+        30.0, gt=0, description="First retry delay; doubles each attempt, with jitter"
+    )
+    delivery_rate_limits: str = Field(
+        "email=20,webhook=10", description="Messages per second per channel, name=rate,..."
+    )
+    delivery_lease_s: float = Field(
+        120.0, gt=0, description="A claim older than this belongs to a sender that died"
+    )
+    delivery_concurrency: int = Field(8, ge=1, le=256, description="Sends in flight per process")
+    webhook_url: str = Field("", description="Where the webhook channel POSTs (empty: disabled)")
+    webhook_secret: SecretStr = Field(
+        SecretStr("dev-only-webhook-secret-change-me"), description="HMAC-SHA256 key of webhooks"
+    )
     # Local stack (``trayecto stack``) only.
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     stack_dir: Path = Field(default_factory=_default_stack_dir)
@@ -102,6 +128,19 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql://")
         return value
 
+    @field_validator("delivery_rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, rate = item.partition("=")
+            try:
+                ok = bool(sep and name.strip()) and float(rate) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"expected channel=messages_per_second[,...], got {item!r}")
+        return value
+
     @field_validator("smtp_url")
     @classmethod
     def _check_smtp_url(cls, value: str) -> str:
@@ -117,6 +156,14 @@ class Settings(BaseSettings):
     @property
     def postgres_port(self) -> int:
         return urlsplit(self.database_url).port or 5432
+
+    def rate_limits(self) -> dict[str, float]:
+        """``delivery_rate_limits`` as channel → messages per second."""
+        limits: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in self.delivery_rate_limits.split(","))):
+            name, _, rate = item.partition("=")
+            limits[name.strip()] = float(rate)
+        return limits
 
     def service_port(self, service: ServiceName) -> int:
         ports: dict[ServiceName, int] = {

@@ -1,10 +1,83 @@
 """Composition root of the delivery service."""
 
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
 from fastapi import FastAPI
 
-from shared.service import stub_app
+from shared import outbox
+from shared.contract import DeliveryCommand
+from shared.db import create_pool
+from shared.kafka.producer import Producer
+from shared.service import (
+    add_ops_routes,
+    database_check,
+    kafka_check,
+    service_registry,
+    supervised,
+)
 from shared.settings import Settings
+from shared.topics import DELIVERY_COMMANDS
+
+from .content import load_catalogue
+from .inbox import GROUP, consume_forever
+from .render import render
+from .worker import DeliveryTopics, Worker
+
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    return stub_app("delivery", settings, "stub: nothing is delivered yet; only health and metrics")
+def create_app(
+    settings: Settings,
+    *,
+    commands_topic: str = DELIVERY_COMMANDS,
+    topics: DeliveryTopics | None = None,
+    group: str = GROUP,
+    before_data: Callable[[int], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """Stores delivery commands, sends them once each, publishes every outcome."""
+    topics = topics or DeliveryTopics()
+    registry = service_registry()
+    catalogue = load_catalogue(settings.content_dir)  # a broken catalogue stops the start
+
+    def render_command(command: DeliveryCommand, now: datetime) -> Any:
+        return render(command, catalogue, settings, now)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings)
+        producer = Producer(settings, client_id="delivery", timeout_s=10.0)
+        await producer.start()
+        relay_wake = asyncio.Event()
+        worker = Worker(settings, pool, render_command, topics, relay_wake)
+        worker.before_data = before_data
+        tasks = [
+            supervised("delivery-inbox", consume_forever(
+                settings, pool, topics, relay_wake, commands_topic=commands_topic, group=group
+            )),
+            supervised("delivery-worker", worker.run()),
+            supervised("delivery-relay", outbox.relay_forever(pool, producer, relay_wake)),
+        ]  # fmt: skip
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(title="Trayecto delivery", version="0.1.0", lifespan=lifespan)
+    add_ops_routes(
+        app,
+        "delivery",
+        registry,
+        {"kafka": kafka_check(settings), "database": database_check(settings)},
+    )
+    return app

@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 
 from shared.db import create_pool
 from shared.http import install_error_handlers
 from shared.kafka.producer import Producer
+from shared.ratelimit import RateLimiter
 from shared.service import (
     add_ops_routes,
     database_check,
@@ -27,7 +29,6 @@ from shared.topics import TOUCHPOINTS
 
 from . import events, leads, links
 from .pipeline import Ingestor
-from .ratelimit import RateLimiter
 from .segment import Alias, Batch, Identify, Page, Track
 from .sources import SourceAuth
 from .state import IngestState
@@ -77,6 +78,9 @@ def create_app(settings: Settings, *, touchpoints_topic: str = TOUCHPOINTS) -> F
         {"kafka": kafka_check(settings), "database": database_check(settings)},
     )
     app.include_router(events.router)
+    files = settings.content_dir / "files"
+    if files.is_dir():  # PDFs and other downloads the tracking links redirect to
+        app.mount("/content/files", StaticFiles(directory=files), name="content-files")
     app.include_router(links.router)
     app.include_router(leads.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import asyncpg
 from fastapi import Request
 
+from shared.ratelimit import RateLimiter
 from shared.settings import Settings
 
 from .pipeline import Ingestor
-from .ratelimit import RateLimiter
 from .sources import SourceAuth
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -16,7 +15,13 @@ from shared import outbox
 from shared.db import create_pool
 from shared.http import install_error_handlers
 from shared.kafka.producer import Producer
-from shared.service import add_ops_routes, database_check, kafka_check, service_registry
+from shared.service import (
+    add_ops_routes,
+    database_check,
+    kafka_check,
+    service_registry,
+    supervised,
+)
 from shared.settings import Settings
 
 from . import api
@@ -63,11 +68,11 @@ def create_app(
         )
         app.state.orchestrator = orchestrator
         tasks = [
-            _supervised("consumer", orchestrator.run()),
-            _supervised("timers", fire_forever(pool, topics, relay_wake)),
-            _supervised("relay", outbox.relay_forever(pool, producer, relay_wake)),
-            _supervised("journeys", catalog.refresh_forever(pool)),
-            _supervised("retention", _prune_forever(pool)),
+            supervised("orchestrator-consumer", orchestrator.run()),
+            supervised("orchestrator-timers", fire_forever(pool, topics, relay_wake)),
+            supervised("orchestrator-relay", outbox.relay_forever(pool, producer, relay_wake)),
+            supervised("orchestrator-journeys", catalog.refresh_forever(pool)),
+            supervised("orchestrator-retention", _prune_forever(pool)),
         ]
         try:
             yield
@@ -109,21 +114,3 @@ async def _prune_forever(pool: asyncpg.Pool, interval_s: float = 3600.0) -> None
         except (OSError, asyncpg.PostgresError):
             log.exception("pruning old dedupe and outbox rows failed; next round retries")
         await asyncio.sleep(interval_s)
-
-
-def _supervised(name: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    async def guard() -> None:
-        try:
-            await work
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A background loop that dies would silently stop the service's work:
-            # make the process exit so that its supervisor restarts it.
-            log.critical("orchestrator %s loop crashed; exiting", name, exc_info=True)
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return asyncio.create_task(guard(), name=f"orchestrator-{name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -42,3 +43,22 @@ class RateLimiter:
         if bucket is None or bucket.rate != rate:
             bucket = self._buckets[source_id] = TokenBucket(rate, capacity=2 * rate)
         return bucket.take(n)
+
+
+class Pacer:
+    """Waits so that each key (a delivery channel) stays under its rate."""
+
+    def __init__(self, rates: dict[str, float], default: float) -> None:
+        self._buckets = {
+            key: TokenBucket(rate, capacity=max(1.0, rate)) for key, rate in rates.items()
+        }
+        self._default = default
+
+    async def wait(self, key: str) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(
+                self._default, capacity=max(1.0, self._default)
+            )
+        while (delay := bucket.take(1)) > 0:  # noqa: ASYNC110 - pacing, not polling
+            await asyncio.sleep(delay)

@@ -1,0 +1,74 @@
+"""A real SMTP server (aiosmtpd) on a free port that keeps what it receives.
+
+``answers`` scripts the first DATA answers (e.g. ["451 4.3.0 try later"]); after them
+every message is accepted. ``refuse`` lists recipients answered 550 at RCPT.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Inbox:
+    answers: list[str] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
+    messages: list[email.message.EmailMessage] = field(default_factory=list)
+    data_attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.data_attempts += 1
+            if self.answers:
+                return self.answers.pop(0)
+            parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            assert isinstance(parsed, email.message.EmailMessage)
+            self.messages.append(parsed)
+        return "250 2.0.0 queued"
+
+    def by_message_id(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for message in self.messages:
+            counts[str(message["Message-ID"])] = counts.get(str(message["Message-ID"]), 0) + 1
+        return counts
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.inbox = Inbox()
+        self.port = _free_port()
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> SmtpServer:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._controller.stop()
