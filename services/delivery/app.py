@@ -39,7 +39,7 @@ def create_app(
     commands_topic: str = DELIVERY_COMMANDS,
     topics: DeliveryTopics | None = None,
     group: str = GROUP,
-    before_data: Callable[[int], Awaitable[None]] | None = None,
+    after_handoff: Callable[[int], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """Stores delivery commands, sends them once each, publishes every outcome."""
     topics = topics or DeliveryTopics()
@@ -56,7 +56,7 @@ def create_app(
         await producer.start()
         relay_wake = asyncio.Event()
         worker = Worker(settings, pool, render_command, topics, relay_wake)
-        worker.before_data = before_data
+        worker.after_handoff = after_handoff
         tasks = [
             supervised("delivery-inbox", consume_forever(
                 settings, pool, topics, relay_wake, commands_topic=commands_topic, group=group

@@ -68,9 +68,9 @@ class Worker:
         self._smtp = SmtpServer.from_url(settings.smtp_url)
         self._pacer = Pacer(settings.rate_limits(), default=10.0)
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
-        # Fault-injection point for tests: called with the handed-off count right after
-        # a hand-off is marked, before the SMTP DATA.
-        self.before_data: Callable[[int], Awaitable[None]] | None = None
+        # Fault-injection point for tests: called with the number of hand-offs so far
+        # right after the server accepted one, before it is recorded as sent.
+        self.after_handoff: Callable[[int], Awaitable[None]] | None = None
         self._handoffs = 0
 
     async def run(self, poll_s: float = 0.2) -> None:
@@ -167,9 +167,6 @@ class Worker:
             )
             if done != "UPDATE 1":
                 raise LostClaim(str(command.command_id))
-            self._handoffs += 1
-            if self.before_data is not None:
-                await self.before_data(self._handoffs)
 
         try:
             if isinstance(rendered, RenderedPayload):  # social posts and the webhook channel
@@ -187,6 +184,9 @@ class Worker:
         except InDoubt as exc:
             await self._finish(command, attempt, "in_doubt", DeliveryStatus.FAILED, str(exc))
         else:
+            self._handoffs += 1
+            if self.after_handoff is not None:
+                await self.after_handoff(self._handoffs)
             await self._finish(command, attempt, "sent", DeliveryStatus.SENT, answer)
 
     async def _suppressed(self, command: DeliveryCommand) -> str | None:
