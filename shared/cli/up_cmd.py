@@ -23,6 +23,7 @@ from services.orchestrator.journey import JourneyError
 from .. import stack
 from ..db import MigrationError, migrate
 from ..settings import SERVICES, ServiceName, Settings
+from ..stack.mailcapture import MailCapture
 from .common import console, friendly_errors, load_settings
 
 _COLOURS = {"ingest": "cyan", "orchestrator": "magenta", "delivery": "yellow", "metrics": "green"}
@@ -86,6 +87,8 @@ def _summary(settings: Settings) -> Table:
     table.add_row("Prometheus", f"http://127.0.0.1:{settings.prometheus_port}/targets")
     table.add_row("Kafka", settings.kafka_bootstrap)
     table.add_row("PostgreSQL", settings.database_url)
+    mail = MailCapture(settings)
+    table.add_row("Mail capture", f"{settings.smtp_url}  ·  messages in {mail.maildir}/new")
     return table
 
 

@@ -14,12 +14,13 @@ from ..settings import Settings
 from .component import Component, Health
 from .errors import StackError
 from .kafka import Kafka
+from .mailcapture import MailCapture
 from .postgres import Postgres
 from .prometheus import Prometheus
 
 
 def components(settings: Settings) -> list[Component]:
-    return [Postgres(settings), Kafka(settings), Prometheus(settings)]
+    return [Postgres(settings), Kafka(settings), MailCapture(settings), Prometheus(settings)]
 
 
 def up(settings: Settings, console: Console) -> list[Health]:

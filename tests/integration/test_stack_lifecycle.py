@@ -34,13 +34,14 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.fixture
 def private_stack() -> Iterator[tuple[Settings, dict[str, str]]]:
-    kafka, controller, pg, prom = _free_ports(4)
+    kafka, controller, pg, prom, smtp = _free_ports(5)
     base = Settings().stack_dir.parent / f"test-{uuid.uuid4().hex[:8]}"
     env = {
         "TRAYECTO_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
         "TRAYECTO_KAFKA_CONTROLLER_PORT": str(controller),
         "TRAYECTO_DATABASE_URL": f"postgresql://trayecto@127.0.0.1:{pg}/trayecto",
         "TRAYECTO_PROMETHEUS_PORT": str(prom),
+        "TRAYECTO_SMTP_URL": f"smtp://127.0.0.1:{smtp}",
         "TRAYECTO_STACK_DIR": str(base),
         "TRAYECTO_TOPIC_PARTITIONS": "2",
     }
@@ -49,6 +50,7 @@ def private_stack() -> Iterator[tuple[Settings, dict[str, str]]]:
         kafka_controller_port=controller,
         database_url=env["TRAYECTO_DATABASE_URL"],
         prometheus_port=prom,
+        smtp_url=f"smtp://127.0.0.1:{smtp}",
         stack_dir=base,
         topic_partitions=2,
     )
