@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shared.ratelimit import Pacer, RateLimiter, TokenBucket
+
+
+def test_bucket_allows_a_burst_then_paces() -> None:
+    bucket = TokenBucket(rate=10, capacity=20, updated=0.0)
+    assert [bucket.take(1, now=0.0) for _ in range(20)] == [0.0] * 20
+    assert bucket.take(1, now=0.0) > 0
+    assert bucket.take(1, now=0.1) == 0.0  # 0.1 s at 10/s refills one token
+
+
+def test_a_full_bucket_lets_an_oversized_request_through_once() -> None:
+    bucket = TokenBucket(rate=2, capacity=4, updated=0.0)
+    assert bucket.take(100, now=0.0) == 0.0
+    assert bucket.take(1, now=0.0) > 0
+
+
+def test_limiter_keeps_one_bucket_per_source_and_follows_rate_changes() -> None:
+    limiter = RateLimiter(default_rate=1)
+    assert limiter.take(1, None, 2) == 0.0
+    assert limiter.take(1, None, 1) > 0
+    assert limiter.take(2, None, 1) == 0.0  # another source has its own bucket
+    assert limiter.take(1, 1000, 1) == 0.0  # a new rate for the source: a new bucket
+
+
+async def test_pacer_spaces_sends_per_channel() -> None:
+    pacer = Pacer({"email": 20.0}, default=1000.0)
+    started = time.monotonic()
+    await asyncio.gather(*(pacer.wait("email") for _ in range(30)))
+    # 20 at once (one second of burst), then 10 more at 20/s: about 0.5 s.
+    assert 0.4 <= time.monotonic() - started < 2.0
+    started = time.monotonic()
+    await asyncio.gather(*(pacer.wait("webhook") for _ in range(30)))
+    assert time.monotonic() - started < 0.2
