@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import db_cmd, journeys_cmd, sources_cmd, stack_cmd
+from . import content_cmd, db_cmd, journeys_cmd, sources_cmd, stack_cmd
 from .bench_cmd import bench
 from .import_cmd import import_leads
 from .init_cmd import init
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(stack_cmd.app, name="stack")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(sources_cmd.app, name="sources")
+app.add_typer(content_cmd.app, name="content")
 app.add_typer(journeys_cmd.app, name="journeys")
 app.command()(serve)
 app.command()(up)
