@@ -172,7 +172,7 @@ def test_every_item_renders_with_verifying_links(content: str, locale: str) -> N
 def test_video_pdf_and_webinar_links_carry_their_targets() -> None:
     video = links_of(message("it-video-intro").html).hrefs
     _, claims = claims_of(next(u for u in video if "/t/v/" in u))
-    assert claims.url == "https://media.trayecto.example/videos/trayecto-en-4-minutos.mp4"
+    assert claims.url == f"{PUBLIC}/content/files/trayecto-intro.webm"
     assert claims.channel is Channel.VIDEO
     pdf = links_of(message("ent-security-whitepaper", locale="en").html).hrefs
     _, claims = claims_of(next(u for u in pdf if "/t/d/" in u))
@@ -183,6 +183,17 @@ def test_video_pdf_and_webinar_links_carry_their_targets() -> None:
     assert kinds["w/attend"].url == "https://live.trayecto.example/webinar/arquitectura"
     assert kinds["w/attend"].channel is Channel.WEBINAR
     assert kinds["c"].url == "https://trayecto.example"
+
+
+def test_a_hosted_video_links_to_its_url(tmp_path: Path) -> None:
+    hosted = "https://media.example.com/videos/intro.mp4"
+
+    def host(data: dict[str, Any], root: Path) -> None:
+        _item(data, "smb-video-first-steps")["video"] = {"video_url": hosted, "duration": "3:05"}
+
+    html = message("smb-video-first-steps", _copy(tmp_path, host)).html
+    _, claims = claims_of(next(u for u in links_of(html).hrefs if "/t/v/" in u))
+    assert claims.url == hosted
 
 
 def test_track_rewrites_web_links_only() -> None:
@@ -324,6 +335,25 @@ def test_catalogue_problems_name_item_and_field(tmp_path: Path) -> None:
     assert "item 'smb-offer-trial': template: nowhere.html.j2: TemplateNotFound" in text
     assert "a video needs a 'video' block" in text
     assert len(failed.value.problems) == 6  # the duplicate id is reported too
+
+
+def test_video_sources_are_checked(tmp_path: Path) -> None:
+    def broken(data: dict[str, Any], root: Path) -> None:
+        (root / "files" / "not-a-video.webm").write_bytes(b"<html></html>")
+        _item(data, "it-video-intro")["video"] = {"file": "missing.webm", "duration": 60}
+        _item(data, "it-video-reinvite")["video"] = {"file": "not-a-video.webm", "duration": 60}
+        _item(data, "it-webinar-recording")["video"] = {"duration": 60}
+        both = {"file": "trayecto-intro.webm", "video_url": "https://a.example/v.mp4"}
+        _item(data, "smb-video-first-steps")["video"] = {**both, "duration": 60}
+
+    with pytest.raises(CatalogueError) as failed:
+        _copy(tmp_path, broken)
+    text = str(failed.value)
+    assert "item 'it-video-intro': video.file: files/missing.webm is missing or not a" in text
+    assert "item 'it-video-reinvite': video.file: files/not-a-video.webm is missing" in text
+    assert "item 'it-webinar-recording': video: Value error, a video needs exactly one" in text
+    assert "item 'smb-video-first-steps': video: Value error, a video needs exactly one" in text
+    assert len(failed.value.problems) == 4
 
 
 # ---------------------------------------------------------------- locale and variants
@@ -546,6 +576,14 @@ def test_seed_pdfs_are_pdfs() -> None:
         assert data.rstrip().endswith(b"%%EOF"), path.name
         assert b"startxref" in data[-64:]
         assert len(data) < 20_000
+
+
+def test_the_sample_video_is_a_small_webm() -> None:
+    data = (CONTENT / "files" / "trayecto-intro.webm").read_bytes()
+    assert data.startswith(b"\x1a\x45\xdf\xa3")  # EBML
+    assert b"webm" in data[:64]
+    assert len(data) < 200_000
+    assert "trayecto-intro.webm" in {i.video.file for i in CATALOGUE if i.video is not None}
 
 
 def test_message_is_the_same_for_the_same_inputs() -> None:

@@ -163,6 +163,9 @@ def _check_item(
             yield f"{name}: {field}: only a pdf has a file"
         elif not _is_pdf(root / FILES_DIR / file):
             yield f"{name}: {field}: {FILES_DIR}/{file} is missing or not a PDF"
+    video = item.video.file if item.video else None
+    if video is not None and not _is_video(root / FILES_DIR / video):
+        yield f"{name}: video.file: {FILES_DIR}/{video} is missing or not a WebM or MP4 video"
     for locale, text in item.locales.items():
         yield from _compile(env, f"{name}: locales.{locale}", text, copies)
         if item.type is ContentType.EMAIL and text.cta and not (text.url or item.url):
@@ -204,3 +207,13 @@ def _is_pdf(path: Path) -> bool:
             return file.read(5) == b"%PDF-"
     except OSError:
         return False
+
+
+def _is_video(path: Path) -> bool:
+    """WebM (an EBML header) or MP4 (an ``ftyp`` box first)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+    except OSError:
+        return False
+    return head[:4] == b"\x1a\x45\xdf\xa3" or head[4:8] == b"ftyp"

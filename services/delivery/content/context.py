@@ -44,8 +44,10 @@ def facts_of(
     item, text = resolved.item, resolved.text
     if item.video is not None:
         video = item.video
+        base = settings.public_url.rstrip("/")
+        url = f"{base}/content/{FILES_DIR}/{video.file}" if video.file else video.video_url
         return Facts(
-            primary=links.link("v", video.video_url, Channel.VIDEO),
+            primary=links.link("v", url, Channel.VIDEO),
             video={
                 "duration": video.duration,
                 "minutes": max(1, round(video.duration / 60)),

@@ -102,9 +102,16 @@ class Variant(_Model):
 
 
 class Video(_Model):
-    video_url: HttpUrl
+    file: FileName | None = Field(None, description="A WebM or MP4 file in content/files")
+    video_url: HttpUrl | None = Field(None, description="Or an absolute URL")
     duration: Annotated[int, BeforeValidator(_seconds), Field(gt=0, description="Seconds")]
     poster: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Video:
+        if (self.file is None) == (self.video_url is None):
+            raise ValueError("a video needs exactly one of file or video_url")
+        return self
 
 
 class Pdf(_Model):
