@@ -75,6 +75,9 @@ async def hand_off(
         username=server.username,
         password=server.password,
         timeout=timeout_s,
+        # Named from the sender's domain: without it every connection looks up this
+        # host's FQDN in a thread.
+        local_hostname=sender.rpartition("@")[2] or "localhost",
     )
     handing_off = False
     try:

@@ -2,8 +2,10 @@
 
 ``python -m shared.bench.server ingest PORT TOPIC WORKERS``
 ``python -m shared.bench.server orchestrator PORT PREFIX GROUP``
+``python -m shared.bench.server delivery PORT PREFIX GROUP``
 
-Other settings (the throwaway database among them) come from the environment.
+Other settings (the throwaway database, and for delivery the SMTP server, rate limits
+and concurrency, among them) come from the environment.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
+from services.delivery import create_app as delivery_app
+from services.delivery.worker import DeliveryTopics
 from services.ingest import create_app as ingest_app
 from services.orchestrator import create_app as orchestrator_app
 from services.orchestrator.topics import OrchestratorTopics
 from shared.service import configure_logging, run_http
 from shared.settings import Settings
+from shared.topics import DELIVERY_COMMANDS, DELIVERY_DLQ, DELIVERY_OUTCOMES
 
 _TOPIC_VARIABLE = "TRAYECTO_BENCH_TOPIC"
 USAGE = (
     "usage: python -m shared.bench.server ingest PORT TOPIC WORKERS\n"
-    "       python -m shared.bench.server orchestrator PORT PREFIX GROUP"
+    "       python -m shared.bench.server orchestrator PORT PREFIX GROUP\n"
+    "       python -m shared.bench.server delivery PORT PREFIX GROUP"
 )
 
 
@@ -54,12 +60,25 @@ def _orchestrator(port: int, prefix: str, group: str) -> None:
     asyncio.run(run_http(app, settings, port))
 
 
+def _delivery(port: int, prefix: str, group: str) -> None:
+    """As ``trayecto serve delivery`` runs it, on prefixed topics and its own group."""
+    settings = Settings()
+    configure_logging(settings, "delivery")
+    topics = DeliveryTopics(outcomes=prefix + DELIVERY_OUTCOMES, dead_letters=prefix + DELIVERY_DLQ)
+    app = delivery_app(
+        settings, commands_topic=prefix + DELIVERY_COMMANDS, topics=topics, group=group
+    )
+    asyncio.run(run_http(app, settings, port))
+
+
 def main() -> None:
     match sys.argv[1:]:
         case ["ingest", port, topic, workers]:
             _ingest(int(port), topic, int(workers))
         case ["orchestrator", port, prefix, group]:
             _orchestrator(int(port), prefix, group)
+        case ["delivery", port, prefix, group]:
+            _delivery(int(port), prefix, group)
         case _:
             sys.exit(USAGE)
 

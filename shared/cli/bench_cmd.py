@@ -1,4 +1,4 @@
-"""``trayecto bench [ingest] [orchestrator] [--json]``: figures next to their physical limits."""
+"""``trayecto bench [ingest] [orchestrator] [delivery] [--json]``: figures next to their limits."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.table import Table
 from ..bench import Report
 from .common import console, err_console, load_settings
 
-BENCHES = ("ingest", "orchestrator")
+BENCHES = ("ingest", "orchestrator", "delivery")
 
 
 HELP_WHICH = f"Which benchmarks ({', '.join(BENCHES)}); default all"
@@ -38,6 +38,15 @@ def bench(
     pending_timers: Annotated[
         int, typer.Option(min=0, help="Orchestrator: timers pending far ahead meanwhile")
     ] = 1_000_000,
+    emails: Annotated[
+        int, typer.Option(min=100, help="Delivery: emails (commands) per round")
+    ] = 3_000,
+    delivery_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=256, help="Delivery: sends in flight (default TRAYECTO_DELIVERY_CONCURRENCY)"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Measure throughput against the running stack (`trayecto stack up` first)."""
@@ -73,6 +82,13 @@ def bench(
             sizes = orchestrator.Sizes(events, timers, pending_timers)
             asyncio.run(
                 orchestrator.run(settings, report, rounds, lambda text: status.update(text), sizes)
+            )
+        if "delivery" in chosen:
+            from ..bench import delivery
+
+            mail = delivery.Sizes(emails, delivery_concurrency)
+            asyncio.run(
+                delivery.run(settings, report, rounds, lambda text: status.update(text), mail)
             )
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))

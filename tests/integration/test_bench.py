@@ -62,3 +62,10 @@ def test_bench_orchestrator_reports_the_documented_figures(settings: Settings) -
     assert _documented("orchestrator") == set(figures)
     for key, figure in figures.items():
         assert figure["value"] > 0, key
+
+
+def test_bench_delivery_reports_the_documented_figures(settings: Settings) -> None:
+    figures = _bench(settings, "delivery", "--rounds", "1", "--emails", "300")
+    assert _documented("delivery") == set(figures)
+    for key, figure in figures.items():
+        assert figure["value"] > 0, key
