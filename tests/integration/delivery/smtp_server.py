@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 def _free_port() -> int:
@@ -28,6 +29,7 @@ class Inbox:
     answers: list[str] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     messages: list[email.message.EmailMessage] = field(default_factory=list)
+    authenticated: list[bool] = field(default_factory=list)
     data_attempts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,6 +49,7 @@ class Inbox:
             parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
             assert isinstance(parsed, email.message.EmailMessage)
             self.messages.append(parsed)
+            self.authenticated.append(bool(session.authenticated))
         return "250 2.0.0 queued"
 
     def by_message_id(self) -> dict[str, int]:
@@ -56,11 +59,30 @@ class Inbox:
         return counts
 
 
+class _Authenticator:
+    def __init__(self, user: str, password: str) -> None:
+        self._login = (user.encode(), password.encode())
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and (auth_data.login, auth_data.password) == self._login
+        )
+        return AuthResult(success=ok, handled=False)
+
+
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, login: tuple[str, str] | None = None) -> None:
         self.inbox = Inbox()
         self.port = _free_port()
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if login is not None:
+            # AUTH offered without TLS: loopback only, in tests. Whether each message came
+            # from an authenticated session is recorded (``authenticated``).
+            options = {"authenticator": _Authenticator(*login), "auth_require_tls": False}
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **options)
 
     @property
     def url(self) -> str:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
 from email.message import EmailMessage
+from pathlib import Path
 
 import icalendar
 
+from services.delivery import create_app
 from shared.contract import ContentType, DeliveryCommand, DeliveryOutcome, DeliveryStatus
+from shared.kafka.producer import Producer
+from shared.settings import Settings
 from shared.tracking import keys_of, verify_link
 
-from .conftest import Delivery, command
+from ..ingest.conftest import free_port, read_topic, serve
+from .conftest import Delivery, command, prepare
+from .smtp_server import SmtpServer
 
 TOKEN = re.compile(r"/t/(?:o|c|v|d|u|f|w)/([A-Za-z0-9_\-.]+)")
 
@@ -151,3 +158,41 @@ async def test_after_the_last_attempt_the_command_is_dead_lettered(delivery: Del
     assert {m.command_id for m in letters} == {sent.command_id, broken.command_id}
     rows = await d.fetch("SELECT status FROM deliveries ORDER BY status")
     assert [r["status"] for r in rows] == ["dead", "dead"]
+
+
+async def test_a_template_that_fails_is_a_failed_outcome_naming_it(
+    settings: Settings, fresh_database: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(settings.content_dir, content)
+    # The "message" template now reads a variable nobody provides.
+    (content / "templates" / "message.txt.j2").write_text(
+        '{% extends "base.txt.j2" %}\n{% block feature %}{{ params.coupon_code }}{% endblock %}\n'
+    )
+    commands_topic, topics = await prepare(settings, fresh_database)
+    app_settings = settings.model_copy(
+        update={"database_url": fresh_database, "smtp_url": smtp.url, "content_dir": content}
+    )
+    port = free_port()
+    server, task = await serve(
+        create_app(app_settings, commands_topic=commands_topic, topics=topics, group=f"t-{port}"),
+        port,
+    )
+    producer = Producer(app_settings, client_id="test", timeout_s=10)
+    await producer.start()
+    try:
+        broken = command("it-welcome", ContentType.EMAIL)  # uses the message template
+        fine = command("it-video-intro", ContentType.VIDEO)  # uses the video template
+        await producer.send(commands_topic, [broken, fine])
+        outcomes = _outcomes(await read_topic(app_settings, topics.outcomes, 2))
+    finally:
+        await producer.stop()
+        server.should_exit = True
+        await task
+    by_command = {o.command_id: o for o in outcomes}
+    failed = by_command[broken.command_id]
+    assert failed.status is DeliveryStatus.FAILED
+    assert "message.txt.j2" in (failed.reason or "")
+    assert "coupon_code" in (failed.reason or "")
+    assert by_command[fine.command_id].status is DeliveryStatus.SENT  # the consumer kept going
+    assert [str(m["Message-ID"]) for m in smtp.inbox.messages] == [f"<{fine.command_id}@trayecto>"]
