@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 
 from shared import outbox
@@ -25,12 +28,38 @@ from shared.service import (
 from shared.settings import Settings
 from shared.topics import DELIVERY_COMMANDS
 
-from .content import load_catalogue
+from .content import Catalogue, CatalogueError, load_catalogue
+from .content.store import latest_version, load_published
 from .inbox import GROUP, consume_forever
 from .render import render
 from .worker import DeliveryTopics, Worker
 
 log = logging.getLogger(__name__)
+
+
+class PublishedContent:
+    """The catalogue deliveries render from: the latest published version, kept current."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.version: int | None = None
+
+    async def refresh(self, pool: asyncpg.Pool, store: Path, workdir: Path) -> None:
+        async with pool.acquire() as conn:
+            latest = await latest_version(conn)
+            if latest is None or latest == self.version:
+                return
+            self.catalogue = await load_published(conn, latest, store, workdir)
+        self.version = latest
+        log.info("rendering from content version %d", latest)
+
+    async def refresh_forever(self, pool: asyncpg.Pool, store: Path, workdir: Path) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                await self.refresh(pool, store, workdir)
+            except (OSError, asyncpg.PostgresError, CatalogueError):
+                log.exception("loading the published content failed; keeping the current one")
 
 
 def create_app(
@@ -44,10 +73,11 @@ def create_app(
     """Stores delivery commands, sends them once each, publishes every outcome."""
     topics = topics or DeliveryTopics()
     registry = service_registry()
-    catalogue = load_catalogue(settings.content_dir)  # a broken catalogue stops the start
+    # The checkout's catalogue until a published version is found: a broken one stops the start.
+    content = PublishedContent(load_catalogue(settings.content_dir))
 
     def render_command(command: DeliveryCommand, now: datetime) -> Any:
-        return render(command, catalogue, settings, now)
+        return render(command, content.catalogue, settings, now)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +85,8 @@ def create_app(
         producer = Producer(settings, client_id="delivery", timeout_s=10.0)
         await producer.start()
         relay_wake = asyncio.Event()
+        workdir = tempfile.TemporaryDirectory(prefix="trayecto-content-")
+        await content.refresh(pool, settings.content_dir, Path(workdir.name))
         worker = Worker(settings, pool, render_command, topics, relay_wake)
         worker.after_handoff = after_handoff
         tasks = [
@@ -62,6 +94,10 @@ def create_app(
                 settings, pool, topics, relay_wake, commands_topic=commands_topic, group=group
             )),
             supervised("delivery-worker", worker.run()),
+            supervised(
+                "delivery-content",
+                content.refresh_forever(pool, settings.content_dir, Path(workdir.name)),
+            ),
             supervised("delivery-relay", outbox.relay_forever(pool, producer, relay_wake)),
         ]  # fmt: skip
         try:
@@ -72,6 +108,7 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await producer.stop()
             await pool.close()
+            workdir.cleanup()
 
     app = FastAPI(title="Trayecto delivery", version="0.1.0", lifespan=lifespan)
     add_ops_routes(

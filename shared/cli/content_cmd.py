@@ -71,3 +71,35 @@ def list_() -> None:
             item.title,
         )
     console.print(table)
+
+
+@app.command("publish")
+def publish(
+    folder: Annotated[
+        Path | None, typer.Argument(help="Catalogue folder (default TRAYECTO_CONTENT_DIR)")
+    ] = None,
+) -> None:
+    """Validate the catalogue and publish it as a new version (none when unchanged)."""
+    import asyncio
+
+    import asyncpg
+
+    from services.delivery.content import CatalogueError
+    from services.delivery.content.store import publish as publish_content
+
+    from .common import friendly_errors
+
+    settings = load_settings()
+    root = folder or settings.content_dir
+
+    async def go() -> tuple[int, bool]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            return await publish_content(conn, root)
+        finally:
+            await conn.close()
+
+    with friendly_errors(CatalogueError, OSError, asyncpg.PostgresError):
+        version, created = asyncio.run(go())
+    state = "new" if created else "unchanged"
+    console.print(f"content v{version} ({state}); delivery renders from it within 5 s")

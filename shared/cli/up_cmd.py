@@ -18,6 +18,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from services.delivery.content import CatalogueError
 from services.orchestrator.journey import JourneyError
 
 from .. import stack
@@ -108,6 +109,16 @@ async def _publish_seed_journeys(settings: Settings) -> list[tuple[str, int, boo
         await conn.close()
 
 
+async def _publish_content(settings: Settings) -> tuple[int, bool]:
+    from services.delivery.content.store import publish
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await publish(conn, settings.content_dir)
+    finally:
+        await conn.close()
+
+
 def up(
     keep_stack: bool = typer.Option(
         False, help="Leave Kafka/PostgreSQL/Prometheus running on exit"
@@ -124,6 +135,10 @@ def up(
     for journey, version, created in published:
         state = "published" if created else "unchanged"
         console.print(f"[green]✓[/] journey {journey} v{version} ({state})")
+    with friendly_errors(CatalogueError, OSError, asyncpg.PostgresError):
+        content_version, created = asyncio.run(_publish_content(settings))
+    state = "published" if created else "unchanged"
+    console.print(f"[green]✓[/] content v{content_version} ({state})")
 
     stopping = threading.Event()
 
