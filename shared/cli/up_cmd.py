@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import signal
 import subprocess
 import sys
@@ -49,6 +51,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if this supervisor dies (even by kill -9)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _start_services(settings: Settings) -> dict[ServiceName, subprocess.Popen[str]]:
     processes: dict[ServiceName, subprocess.Popen[str]] = {}
     for service in SERVICES:
@@ -59,6 +68,7 @@ def _start_services(settings: Settings) -> dict[ServiceName, subprocess.Popen[st
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         threading.Thread(target=_pump, args=(service, process), daemon=True).start()
         processes[service] = process
