@@ -25,10 +25,14 @@ class SmtpServer:
     start_tls: bool | None
     username: str | None
     password: str | None
+    cafile: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SmtpServer:
-        """``smtp://[user:pass@]host:port[?starttls=1]`` or ``smtps://`` (implicit TLS)."""
+        """``smtp://[user:pass@]host:port[?starttls=1]`` or ``smtps://`` (implicit TLS).
+
+        ``cafile=/path/ca.pem`` trusts a private CA (a self-signed relay) besides the system's.
+        """
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         starttls = query.get("starttls", [""])[0].lower()
@@ -39,6 +43,7 @@ class SmtpServer:
             start_tls=True if starttls in {"1", "true", "yes"} else None,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            cafile=query.get("cafile", [None])[0],
         )
 
 
@@ -74,6 +79,7 @@ async def hand_off(
         start_tls=server.start_tls,
         username=server.username,
         password=server.password,
+        cert_bundle=server.cafile,
         timeout=timeout_s,
         # Named from the sender's domain: without it every connection looks up this
         # host's FQDN in a thread.

@@ -10,6 +10,7 @@ import email
 import email.message
 import email.policy
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ class Inbox:
     refuse: set[str] = field(default_factory=set)
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     authenticated: list[bool] = field(default_factory=list)
+    encrypted: list[bool] = field(default_factory=list)
     data_attempts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,6 +52,9 @@ class Inbox:
             assert isinstance(parsed, email.message.EmailMessage)
             self.messages.append(parsed)
             self.authenticated.append(bool(session.authenticated))
+            transport = getattr(server, "transport", None)
+            tls = transport is not None and transport.get_extra_info("ssl_object") is not None
+            self.encrypted.append(session.ssl is not None or tls)
         return "250 2.0.0 queued"
 
     def by_message_id(self) -> dict[str, int]:
@@ -74,14 +79,24 @@ class _Authenticator:
 
 
 class SmtpServer:
-    def __init__(self, login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        login: tuple[str, str] | None = None,
+        *,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.inbox = Inbox()
         self.port = _free_port()
         options: dict[str, Any] = {}
+        if starttls is not None:
+            options.update(tls_context=starttls, require_starttls=True)
+        if implicit_tls is not None:
+            options.update(ssl_context=implicit_tls)
         if login is not None:
             # AUTH offered without TLS: loopback only, in tests. Whether each message came
             # from an authenticated session is recorded (``authenticated``).
-            options = {"authenticator": _Authenticator(*login), "auth_require_tls": False}
+            options.update(authenticator=_Authenticator(*login), auth_require_tls=False)
         self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **options)
 
     @property
