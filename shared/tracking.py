@@ -60,6 +60,9 @@ class LinkClaims(BaseModel):
     channel: Channel = Channel.EMAIL
     url: str | None = Field(None, max_length=2000, description="Click, PDF or webinar target")
     expires_at: int = Field(ge=0, description="Epoch seconds")
+    kind: LinkKind | None = Field(
+        None, description="The one endpoint the link is for (links signed before it: any)"
+    )
 
     @field_validator("url")
     @classmethod
@@ -142,5 +145,5 @@ _PATHS: dict[LinkKind, str] = {
 
 def link_url(settings: Settings, kind: LinkKind, claims: LinkClaims) -> str:
     """The public URL of a tracking link, e.g. ``{public_url}/t/c/{token}``."""
-    token = sign_link(settings, claims)
+    token = sign_link(settings, claims.model_copy(update={"kind": kind}))
     return settings.public_url.rstrip("/") + _PATHS[kind].format(token)

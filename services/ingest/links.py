@@ -28,7 +28,14 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from shared.contract.enums import Emotion, TouchpointType
 from shared.http import ApiError, from_validation_error
-from shared.tracking import ExpiredToken, ForgedToken, LinkClaims, keys_of, verify_link
+from shared.tracking import (
+    ExpiredToken,
+    ForgedToken,
+    LinkClaims,
+    LinkKind,
+    keys_of,
+    verify_link,
+)
 
 from .body import read_body
 from .events import Ok, accept, parse
@@ -124,13 +131,32 @@ def _tracking(request: Request) -> Tracking:
 Links = Annotated[Tracking, Depends(_tracking)]
 
 
-def _verified(token: str, links: Links) -> LinkClaims:
+_KINDS: dict[str, LinkKind] = {
+    "/t/o/{token}": "o",
+    "/t/c/{token}": "c",
+    "/t/v/{token}": "v",
+    "/t/d/{token}": "d",
+    "/t/w/{token}/register": "w/register",
+    "/t/w/{token}/attend": "w/attend",
+    "/t/u/{token}": "u",
+    "/t/f/{token}": "f",
+}
+
+
+def _verified(token: str, links: Links, request: Request) -> LinkClaims:
     try:
-        return verify_link(links.keys, token, time.time())
+        claims = verify_link(links.keys, token, time.time())
     except ExpiredToken as exc:
         raise ApiError(410, "this link has expired") from exc
     except ForgedToken as exc:
         raise ApiError(403, "this link is not valid") from exc
+    # A link works only on the endpoint it was signed for: an open pixel's token, say,
+    # cannot unsubscribe anyone.
+    route = request.scope.get("route")
+    expected = _KINDS.get(getattr(route, "path", ""))
+    if claims.kind is not None and claims.kind != expected:
+        raise ApiError(403, "this link is not valid here")
+    return claims
 
 
 Claims = Annotated[LinkClaims, Depends(_verified)]

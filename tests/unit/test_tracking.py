@@ -146,7 +146,8 @@ def test_link_url() -> None:
     url = link_url(settings, "c", claims)
     prefix = "https://t.example.com/t/c/"
     assert url.startswith(prefix)
-    assert verify_link([NEW], url.removeprefix(prefix), NOW) == claims
+    signed = verify_link([NEW], url.removeprefix(prefix), NOW)
+    assert signed == claims.model_copy(update={"kind": "c"})  # bound to its endpoint
     register = link_url(settings, "w/register", claims)
     assert register.startswith("https://t.example.com/t/w/")
     assert register.endswith("/register")

@@ -302,7 +302,7 @@ ENDPOINTS: list[tuple[str, LinkKind, dict[str, object]]] = [
 async def test_forged_and_expired_links_publish_nothing(
     ingest: Ingest, method: str, kind: LinkKind, body: dict[str, object]
 ) -> None:
-    claims = _claims(ingest)
+    claims = _claims(ingest).model_copy(update={"kind": kind})
     token = sign_link(ingest.settings, claims)
     genuine = _path(ingest, kind, claims)
     assert token in genuine
@@ -324,3 +324,17 @@ async def test_forged_and_expired_links_publish_nothing(
     assert answers["expired"].json()["error"] == "expired"
     assert await ingest.messages(1, timeout_s=2) == []
     assert await _suppressions(ingest, claims.prospect_id) == []
+
+
+async def test_a_link_works_only_on_the_endpoint_it_was_signed_for(ingest: Ingest) -> None:
+    claims = _claims(ingest)
+    pixel = _path(ingest, "o", claims)  # e.g. /t/o/<token>, as delivery signs it
+    token = pixel.rsplit("/", 1)[1]
+    unsubscribe = await ingest.client.post(f"/t/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert unsubscribe.status_code == 403
+    assert await _suppressions(ingest, claims.prospect_id) == []
+    click = await ingest.client.get(f"/t/c/{token}")
+    assert click.status_code == 403
+    assert (await ingest.client.get(pixel)).status_code == 200
+    [event] = _touchpoints(await ingest.messages(1))
+    assert event.type is TouchpointType.EMAIL_OPENED
