@@ -1,7 +1,8 @@
 """The signed tracking links of one message (see ``shared.tracking``, served by ingest).
 
 Every link carries the prospect, journey, version, step, content and command id, and
-expires after ``TRAYECTO_TRACKING_TTL_DAYS``. Each distinct link is signed once per
+expires ``TRAYECTO_TRACKING_TTL_DAYS`` after the command was issued (so a retried send
+carries the same links). Each distinct link is signed once per
 message.
 """
 
@@ -36,7 +37,8 @@ class Links:
             "content": command.content,
             "command_id": str(command.command_id),
             "channel": command.channel,
-            "expires_at": expiry(settings, now.timestamp()),
+            # From the command, not the send: a retried send carries the same links.
+            "expires_at": expiry(settings, command.issued_at.timestamp()),
         }
         self.tracked_prefix = settings.public_url.rstrip("/") + "/t/"
         self._signed: dict[tuple[LinkKind, str | None, Channel | None], str] = {}
