@@ -11,13 +11,13 @@ import asyncio
 import logging
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from shared import outbox
 from shared.contract import DeliveryCommand
 from shared.kafka.codec import Record, UnknownMessageType, decode
+from shared.kafka.consumer import Batch, consume_batches
 from shared.settings import Settings
 from shared.topics import DELIVERY_COMMANDS
 
@@ -75,36 +75,16 @@ async def consume_forever(
     commands_topic: str = DELIVERY_COMMANDS,
     group: str = GROUP,
 ) -> None:
-    consumer = AIOKafkaConsumer(
-        commands_topic,
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        group_id=group,
-        client_id="trayecto-delivery",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=500,
-    )
-    while True:
-        try:
-            await consumer.start()
-            break
-        except KafkaError:
-            log.warning("Kafka not reachable yet; retrying in 2 s")
-            await asyncio.sleep(2)
-    try:
+    async def handle(records: Batch) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            records = [r for partition in batches.values() for r in partition]
-            if not records:
-                continue
-            while True:
-                try:
-                    await store_batch(pool, records, topics)
-                    break
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    log.exception("storing commands failed; retrying in 1 s")
-                    await asyncio.sleep(1)
-            wake.set()
-            await consumer.commit()
-    finally:
-        await consumer.stop()
+            try:
+                await store_batch(pool, records, topics)
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("storing commands failed; retrying in 1 s")
+                await asyncio.sleep(1)
+        wake.set()
+
+    await consume_batches(
+        settings, [commands_topic], handle, group=group, client_id="trayecto-delivery"
+    )

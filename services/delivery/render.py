@@ -58,7 +58,7 @@ def render(
     resolved = catalogue.resolve(command.content, command.locale, command.variant)
     if resolved is None:
         raise RenderError("not in the catalogue", content=command.content, locale=command.locale)
-    links = Links(command, settings, now, Where(resolved.item.id, resolved.locale))
+    links = Links(command, settings, Where(resolved.item.id, resolved.locale))
     facts = facts_of(resolved, catalogue, settings, command, links)
     copy = _Copy(catalogue, resolved, copy_context(resolved, catalogue, command, facts))
     if resolved.item.type is ContentType.SOCIAL_POST or command.channel is Channel.WEBHOOK:

@@ -22,7 +22,6 @@ from shared.contract import (
     DeliveryOutcome,
     IdentifyEvent,
     StageTransition,
-    TimerFired,
     TouchpointEvent,
     WireMessage,
 )
@@ -265,6 +264,4 @@ def _timeline_row(message: Input) -> tuple[Any, ...] | None:
             message.event_id, message.prospect_id, "identify", None, None, None,
             message.occurred_at, json.dumps(detail),
         )  # fmt: skip
-    if isinstance(message, TimerFired):
-        return None
-    return None
+    return None  # timers are internal: not part of the timeline

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
 from shared import outbox
 from shared.contract import DeliveryOutcome, IdentifyEvent, TimerFired, TouchpointEvent
 from shared.kafka.codec import Record, UnknownMessageType, decode
+from shared.kafka.consumer import consume_batches
 from shared.kafka.producer import KafkaUnavailable, Producer
 from shared.settings import Settings
 
@@ -85,35 +85,15 @@ class Orchestrator:
         # batch's transaction committed, before its outbox relay and offset commit.
         self._after_commit = after_commit
         self._batches = 0
-        self.consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            *self._topics.inputs,
-            bootstrap_servers=self._settings.kafka_bootstrap.split(","),
-            group_id=self._group,
+        await consume_batches(
+            self._settings,
+            self._topics.inputs,
+            self._handle,
+            group=self._group,
             client_id="trayecto-orchestrator",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=500,
         )
-        while True:
-            try:
-                await consumer.start()
-                break
-            except KafkaError:
-                log.warning("Kafka not reachable yet; retrying in 2 s")
-                await asyncio.sleep(2)
-        self.consumer = consumer
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                records = [r for partition in batches.values() for r in partition]
-                if records:
-                    await self._handle(records)
-                    await consumer.commit()
-        finally:
-            await consumer.stop()
 
     async def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()

@@ -23,27 +23,25 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.delivery.content import RenderedMessage, load_catalogue
 from services.delivery.render import render
 from shared.contract import Channel, ContentType, DeliveryCommand
 from shared.db import migrate
-from shared.kafka import ensure_topics
 from shared.kafka.codec import encode
 from shared.kafka.producer import Producer
 from shared.settings import Settings
 from shared.topics import DELIVERY_COMMANDS, DELIVERY_DLQ, DELIVERY_OUTCOMES
 
-from .ingest import _bench_database, _free_port
 from .report import Report
+from .resources import free_port, service_process, throwaway_database, throwaway_topics
 from .smtp_sink import SmtpSink
 
 Progress = Callable[[str], None]
@@ -84,7 +82,8 @@ async def run(
     message = _render(settings, commands[0])
     report.context["delivery_message_bytes"] = str(len(message.data))
     rates: dict[str, list[float]] = {}
-    async with _bench_database(settings) as dsn, _bench_topics(settings, prefix):
+    topics = [prefix + name for name in (DELIVERY_COMMANDS, DELIVERY_OUTCOMES, DELIVERY_DLQ)]
+    async with throwaway_database(settings) as dsn, throwaway_topics(settings, topics):
         await migrate(dsn)
         await _produce(settings, prefix + DELIVERY_COMMANDS, commands, progress)
         with SmtpSink() as sink, tempfile.TemporaryDirectory() as tmp:
@@ -149,21 +148,6 @@ def _render(settings: Settings, command: DeliveryCommand) -> _Message:
     )
 
 
-@contextlib.asynccontextmanager
-async def _bench_topics(settings: Settings, prefix: str) -> AsyncIterator[None]:
-    names = [prefix + name for name in (DELIVERY_COMMANDS, DELIVERY_OUTCOMES, DELIVERY_DLQ)]
-    await ensure_topics(settings, names)
-    try:
-        yield
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-        await admin.start()
-        try:
-            await admin.delete_topics(names)
-        finally:
-            await admin.close()
-
-
 async def _produce(
     settings: Settings, topic: str, commands: list[DeliveryCommand], progress: Progress
 ) -> None:
@@ -189,19 +173,6 @@ async def _reset(dsn: str) -> None:
         await conn.close()
 
 
-@contextlib.asynccontextmanager
-async def _process(
-    argv: tuple[str, ...], env: dict[str, str]
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env)
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
-
-
 async def _service_round(
     settings: Settings,
     dsn: str,
@@ -218,7 +189,7 @@ async def _service_round(
     join come before the first DATA and are not counted.
     """
     group = f"bench-delivery-{uuid.uuid4().hex[:8]}"
-    argv = ("-m", "shared.bench.server", "delivery", str(_free_port()), prefix, group)
+    argv = ("-m", "shared.bench.server", "delivery", str(free_port()), prefix, group)
     env = {
         **os.environ,
         "TRAYECTO_DATABASE_URL": dsn,
@@ -230,7 +201,7 @@ async def _service_round(
     }
     sink.reset()
     started = time.monotonic()
-    async with _process(argv, env) as process:
+    async with service_process(argv, env) as process:
         while (tally := sink.tally()).messages < emails:
             progress(f"{step}, delivery service: {tally.messages:,}/{emails:,} emails")
             if process.returncode is not None:
@@ -250,7 +221,7 @@ async def _raw_round(
     argv = ("-m", "shared.bench.delivery", mode, str(sink.port), str(data), str(emails),
             str(concurrency), message.sender, message.recipient)  # fmt: skip
     sink.reset()
-    async with _process(argv, dict(os.environ)) as process:
+    async with service_process(argv, dict(os.environ)) as process:
         await asyncio.wait_for(process.wait(), TIMEOUT_S)
     tally = sink.tally()
     if process.returncode != 0 or tally.messages != emails:

@@ -11,9 +11,7 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -24,18 +22,17 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.ingest import normalise
 from services.ingest.segment import Track
 from services.ingest.sources import add_source
 from shared.db import migrate
-from shared.kafka import ensure_topics
 from shared.kafka.codec import Record, encode
 from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from .report import Report
+from .resources import free_port, service_process, throwaway_database, throwaway_topics
 from .wrk import run_wrk, wrk_binary
 
 Progress = Callable[[str], None]
@@ -57,67 +54,22 @@ def _call(n: int, run: str) -> dict[str, object]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def _bench_database(settings: Settings) -> AsyncIterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(settings.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base, _, _ = settings.database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin = await asyncpg.connect(settings.database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@contextlib.asynccontextmanager
-async def _bench_topic(settings: Settings) -> AsyncIterator[str]:
-    topic = f"bench.touchpoints.{uuid.uuid4().hex[:10]}"
-    await ensure_topics(settings, [topic])
-    try:
-        yield topic
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-        await admin.start()
-        try:
-            await admin.delete_topics([topic])
-        finally:
-            await admin.close()
-
-
 @contextlib.asynccontextmanager
 async def _ingest_server(dsn: str, topic: str, workers: int) -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TRAYECTO_DATABASE_URL": dsn, "TRAYECTO_LOG_LEVEL": "WARNING"}
     argv = ("-m", "shared.bench.server", "ingest", str(port), topic, str(workers))
-    process = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env)
     url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                if process.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark's ingest server did not become healthy")
-                await asyncio.sleep(0.2)
+    async with service_process(argv, env) as process, httpx.AsyncClient(base_url=url) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get("/healthz")).status_code == 200:
+                    break
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError("the benchmark's ingest server did not become healthy")
+            await asyncio.sleep(0.2)
         yield url
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
 
 
 async def _stored(dsn: str) -> int:
@@ -188,7 +140,8 @@ async def run(
     settings: Settings, report: Report, seconds: float, rounds: int, progress: Progress
 ) -> None:
     """Rounds of (single, batch, raw send, raw batch API); each figure is the median round."""
-    async with _bench_database(settings) as dsn, _bench_topic(settings) as topic:
+    topic = f"bench.touchpoints.{uuid.uuid4().hex[:10]}"
+    async with throwaway_database(settings) as dsn, throwaway_topics(settings, [topic]):
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
         try:

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +27,6 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.orchestrator.journey import load_journey
 from services.orchestrator.journey.store import publish
@@ -36,13 +34,13 @@ from services.orchestrator.timers import CLAIM_BATCH, claim_due, fire_forever
 from services.orchestrator.topics import OrchestratorTopics
 from shared.contract import Campaign, Channel, TouchpointEvent, TouchpointType
 from shared.db import create_pool, migrate
-from shared.kafka import EVENT_ID_HEADER, ensure_topics
+from shared.kafka import EVENT_ID_HEADER
 from shared.kafka.codec import encode
 from shared.kafka.producer import Producer
 from shared.settings import Settings
 
-from .ingest import _bench_database, _free_port
 from .report import Report
+from .resources import free_port, service_process, throwaway_database, throwaway_topics
 
 Progress = Callable[[str], None]
 
@@ -94,7 +92,8 @@ async def _events(
     settings: Settings, report: Report, rounds: int, progress: Progress, events: int
 ) -> None:
     rates: dict[str, list[float]] = {}
-    async with _bench_database(settings) as dsn, _bench_topics(settings) as topics:
+    topics = OrchestratorTopics.prefixed(f"bench.{uuid.uuid4().hex[:10]}.")
+    async with throwaway_database(settings) as dsn, throwaway_topics(settings, topics.all):
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
         try:
@@ -116,21 +115,6 @@ async def _events(
     report.add("orchestrator.drained_s", median["drained"], "s")
     report.add("orchestrator.raw_consume_write.events_per_s", median["raw"], "events/s")
     report.add("orchestrator.ratio_to_raw", median["events"] / median["raw"], "ratio")
-
-
-@contextlib.asynccontextmanager
-async def _bench_topics(settings: Settings) -> AsyncIterator[OrchestratorTopics]:
-    topics = OrchestratorTopics.prefixed(f"bench.{uuid.uuid4().hex[:10]}.")
-    await ensure_topics(settings, topics.all)
-    try:
-        yield topics
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-        await admin.start()
-        try:
-            await admin.delete_topics(list(topics.all))
-        finally:
-            await admin.close()
 
 
 def _lead(prospect: str) -> TouchpointEvent:
@@ -179,20 +163,15 @@ async def _orchestrator_process(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     prefix = topics.touchpoints.removesuffix(OrchestratorTopics().touchpoints)
     group = f"bench-orchestrator-{uuid.uuid4().hex[:8]}"
-    argv = ("-m", "shared.bench.server", "orchestrator", str(_free_port()), prefix, group)
+    argv = ("-m", "shared.bench.server", "orchestrator", str(free_port()), prefix, group)
     env = {
         **os.environ,
         "TRAYECTO_DATABASE_URL": dsn,
         "TRAYECTO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "TRAYECTO_LOG_LEVEL": "WARNING",
     }
-    process = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env)
-    try:
+    async with service_process(argv, env) as process:
         yield process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
 
 
 async def _orchestrator_round(
@@ -468,7 +447,7 @@ async def _timers(
 ) -> None:
     topics = OrchestratorTopics.prefixed(f"bench.{uuid.uuid4().hex[:10]}.")
     rates: dict[str, list[float]] = {}
-    async with _bench_database(settings) as dsn:
+    async with throwaway_database(settings) as dsn:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
         pool = await create_pool(settings, dsn=dsn)

@@ -1,6 +1,6 @@
 """Kafka helpers: broker factory, record codec, topic administration."""
 
-from .admin import ensure_topics, kafka_ready, topic_partitions, wait_for_kafka
+from .admin import delete_topics, ensure_topics, kafka_ready, topic_partitions, wait_for_kafka
 from .broker import make_broker, publish
 from .codec import EVENT_ID_HEADER, TYPE_HEADER, VERSION_HEADER, Record, decode, encode
 
@@ -10,6 +10,7 @@ __all__ = [
     "VERSION_HEADER",
     "Record",
     "decode",
+    "delete_topics",
     "encode",
     "ensure_topics",
     "kafka_ready",

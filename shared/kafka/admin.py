@@ -90,6 +90,15 @@ async def ensure_topics(
         await client.close()
 
 
+async def delete_topics(settings: Settings, names: Iterable[str]) -> None:
+    """Delete topics (throwaway ones of tests and benchmarks)."""
+    client = await _admin(settings.kafka_bootstrap, 10.0)
+    try:
+        await client.delete_topics(list(names))
+    finally:
+        await client.close()
+
+
 async def topic_partitions(settings: Settings, names: Iterable[str]) -> dict[str, int]:
     """Partition count of each named topic that exists."""
     client = await _admin(settings.kafka_bootstrap, 10.0)

@@ -197,7 +197,7 @@ def test_a_hosted_video_links_to_its_url(tmp_path: Path) -> None:
 
 
 def test_track_rewrites_web_links_only() -> None:
-    links = Links(command("it-welcome"), SETTINGS, NOW, Where("it-welcome", "es"))
+    links = Links(command("it-welcome"), SETTINGS, Where("it-welcome", "es"))
     already = f"{PUBLIC}/t/v/some-token"
     assert links.track(already) == already
     assert links.track("mailto:hola@trayecto.example") == "mailto:hola@trayecto.example"

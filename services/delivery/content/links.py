@@ -8,7 +8,6 @@ message.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,9 +23,7 @@ from .templates import Where
 class Links:
     """Link factory for one command; ``track`` is the templates' helper."""
 
-    def __init__(
-        self, command: DeliveryCommand, settings: Settings, now: datetime, where: Where
-    ) -> None:
+    def __init__(self, command: DeliveryCommand, settings: Settings, where: Where) -> None:
         self._settings = settings
         self._where = where
         self._claims: dict[str, Any] = {
