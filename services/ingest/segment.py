@@ -35,6 +35,15 @@ class _Call(BaseModel):
     timestamp: datetime | None = None
     context: Props = Field(default_factory=dict)
 
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_string(cls, value: object) -> object:
+        # Segment sends ISO-8601 strings; a bare number is ambiguous (seconds or
+        # milliseconds?) and is refused rather than guessed.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO-8601 date-time string")
+        return value
+
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:

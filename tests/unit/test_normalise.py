@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
 from services.ingest import normalise
 from services.ingest.segment import Identify, Page, Track
@@ -153,3 +153,9 @@ def test_page_and_identify() -> None:
 def test_touchpoints_satisfy_the_contract(body: dict[str, JsonValue]) -> None:
     event = normalise.touchpoint(Track.model_validate(body), "m-1", RECEIVED, {})
     assert TouchpointEvent.model_validate_json(event.model_dump_json()) == event
+
+
+@pytest.mark.parametrize("value", [213, 1.5e9, True])
+def test_numeric_timestamps_are_refused_not_guessed(value: object) -> None:
+    with pytest.raises(ValidationError, match="ISO-8601"):
+        Track.model_validate({"userId": "u", "event": "e", "timestamp": value})
