@@ -34,9 +34,11 @@ def add_ops_routes(
     checks: Mapping[str, Check],
     *,
     stub_note: str | None = None,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """``/healthz`` (503 while a dependency check fails), ``/livez`` and ``/metrics``.
 
+    ``before_scrape`` refreshes values that collectors cannot await themselves.
     ``/livez`` answers while the event loop does, whatever the dependencies: what a
     liveness probe asks, so a Kafka outage makes pods unready, not restarted.
     """
@@ -74,6 +76,8 @@ def add_ops_routes(
         responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
     )
     async def metrics() -> Response:
+        if before_scrape is not None:
+            await before_scrape()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

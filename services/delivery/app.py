@@ -91,7 +91,8 @@ def create_app(
         worker.after_handoff = after_handoff
         tasks = [
             supervised("delivery-inbox", consume_forever(
-                settings, pool, topics, relay_wake, commands_topic=commands_topic, group=group
+                settings, pool, topics, relay_wake,
+                commands_topic=commands_topic, group=group, registry=registry,
             )),
             supervised("delivery-worker", worker.run()),
             supervised(

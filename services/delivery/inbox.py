@@ -12,6 +12,7 @@ import logging
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from shared import outbox
@@ -74,6 +75,7 @@ async def consume_forever(
     *,
     commands_topic: str = DELIVERY_COMMANDS,
     group: str = GROUP,
+    registry: CollectorRegistry | None = None,
 ) -> None:
     async def handle(records: Batch) -> None:
         while True:
@@ -86,5 +88,10 @@ async def consume_forever(
         wake.set()
 
     await consume_batches(
-        settings, [commands_topic], handle, group=group, client_id="trayecto-delivery"
+        settings,
+        [commands_topic],
+        handle,
+        group=group,
+        client_id="delivery",
+        registry=registry,
     )

@@ -92,7 +92,8 @@ class Orchestrator:
             self._topics.inputs,
             self._handle,
             group=self._group,
-            client_id="trayecto-orchestrator",
+            client_id="orchestrator",
+            registry=self._metrics.registry,
         )
 
     async def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:

@@ -118,6 +118,15 @@ class StageTransition(WireMessage):
     cause_event_id: UUID | None = None
     reason: Literal["entered", "advanced", "step", "exited", "goal"] = "step"
     occurred_at: Timestamp
+    run_entered_at: Timestamp | None = Field(
+        None, description="When the run entered the journey (time to each stage)"
+    )
+    stage_entered_at: Timestamp | None = Field(
+        None, description="When the run entered from_stage (time in stage)"
+    )
+    variants: dict[str, str] = Field(
+        default_factory=dict, description="Split or send step → variant assigned so far in the run"
+    )
 
 
 class TimerFired(WireMessage):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ def make_broker(
         acks="all",
         enable_idempotence=True,
         middlewares=all_middlewares,
+        # One line per consumed batch at INFO would drown the services' own logs.
+        log_level=logging.DEBUG,
     )
 
 

@@ -81,6 +81,9 @@ class Turn:
                 cause_event_id=self.event.event_id,
                 reason=reason,
                 occurred_at=self.now,
+                run_entered_at=run.entered_at,
+                stage_entered_at=run.stage_entered_at,
+                variants=run.variants,
             )
         )
 
