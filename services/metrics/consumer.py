@@ -87,6 +87,7 @@ class Counter:
             conn, self._consumer, ((r.topic, r.partition) for r in records)
         )
         decoded = []
+        undecodable: list[str] = []
         next_offsets: dict[store.Position, int] = {}
         tally = Tally()
         for r in records:
@@ -100,8 +101,12 @@ class Counter:
             except (UnknownMessageType, ValidationError, ValueError) as exc:
                 # The service that consumes the topic for real dead-letters it; a reader
                 # only counts it, so a poison message is not dead-lettered twice.
-                log.warning("not counting an undecodable record on %s: %s", r.topic, exc)
+                undecodable.append(f"{r.topic}@{r.partition}:{r.offset}: {exc}")
                 tally.inc("trayecto_metrics_events_total", topic=r.topic, outcome="undecodable")
+        if undecodable:
+            # One line per batch: a topic full of foreign records must not flood the log.
+            log.warning("%d undecodable records not counted; first: %s",
+                        len(undecodable), undecodable[0][:300])  # fmt: skip
         journeys = {
             j
             for _, m in decoded

@@ -27,7 +27,7 @@ def _get(url: str) -> tuple[int, Any]:
         return error.code, json.loads(error.read())
 
 
-IMPLEMENTED = {"ingest", "orchestrator", "delivery"}
+IMPLEMENTED = {"ingest", "orchestrator", "delivery", "metrics"}
 
 
 def _wait_for_line(process: subprocess.Popen[str], marker: str, timeout_s: float) -> list[str]:

@@ -1,0 +1,158 @@
+"""Every dashboard panel and alert rule, queried on the real Prometheus, returns data.
+
+``trayecto up`` runs the four services and the stack's Prometheus (which loads the alert
+rules of ``deploy/prometheus/rules``); a small campaign flows in through the public
+event API; then each PromQL expression of each Grafana panel, and the measure of each
+alert, is executed against Prometheus and must parse and return at least one series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+from rich.console import Console
+
+from services.ingest.sources import add_source
+from shared import stack
+from shared.promql import dashboard_expressions, measures, rule_expressions
+from shared.settings import SERVICES, Settings
+from shared.stack.proc import port_open
+
+from .test_platform_up import _wait_for_line
+
+PROSPECTS = 24
+
+
+def _noon_zone() -> str:
+    """A fixed-offset zone where it is now midday: quiet hours never defer the sends."""
+    offset = 12 - datetime.now(UTC).hour
+    return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+def _query(prometheus: str, expr: str) -> dict[str, Any]:
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        body = json.loads(error.read())
+    return body
+
+
+async def _campaign(ingest: str, key: str, run: str) -> None:
+    """Prospects arrive from an ad, look, leave their details, open, rate; some buy."""
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+    zone = _noon_zone()
+    async with httpx.AsyncClient(base_url=ingest, headers=auth, timeout=30) as client:
+
+        async def track(user: str, event: str, **properties: object) -> None:
+            body = {"userId": user, "event": event, "properties": properties,
+                    "messageId": str(uuid.uuid4()),
+                    "context": {"campaign": {"name": "smb-autumn", "source": "facebook",
+                                             "medium": "paid_social"}}}  # fmt: skip
+            response = await client.post("/v1/track", json=body)
+            assert response.status_code == 200, response.text
+
+        for i in range(PROSPECTS):
+            user = f"obs-{run}-{i}"
+            traits = {"email": f"{user}@example.com", "timezone": zone, "company_size": 8}
+            response = await client.post("/v1/identify", json={"userId": user, "traits": traits})
+            assert response.status_code == 200, response.text
+            await track(user, "ad_click")
+            await track(user, "page_view")
+            await track(user, "lead_captured")
+            await track(user, "email_opened", journey="smb-owner", step="send-pricing")
+            emotion = "negative" if i % 3 == 0 else "positive"
+            await track(user, "feedback", journey="smb-owner", step="send-pricing",
+                        emotion=emotion)  # fmt: skip
+            if i % 2 == 0:
+                await track(user, "custom:trial_started")
+            if i % 4 == 0:
+                await track(user, "purchase")
+
+
+def test_every_panel_and_alert_expression_returns_data_from_the_running_platform() -> None:
+    settings = Settings()
+    stack.up(settings, Console(quiet=True))
+    taken = [s for s in SERVICES if port_open(settings.service_port(s))]
+    assert taken == [], f"ports of {taken} are in use: stop the running platform first"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli.main", "up", "--keep-stack"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,
+    )
+    prometheus = f"http://127.0.0.1:{settings.prometheus_port}"
+    try:
+        _wait_for_line(process, "Press Ctrl-C", 120)
+        assert process.stdout is not None
+        # Keep reading the output, or the services block on a full pipe.
+        drain = subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
+
+        async def key() -> str:
+            conn = await asyncpg.connect(settings.database_url)
+            try:
+                return (await add_source(conn, f"obs-{uuid.uuid4().hex[:8]}")).write_key
+            finally:
+                await conn.close()
+
+        run = uuid.uuid4().hex[:6]
+        asyncio.run(_campaign(f"http://127.0.0.1:{settings.ingest_port}", asyncio.run(key()), run))
+
+        # Wait until the flow is visible end to end: sends made, counted and scraped.
+        ready = (
+            'sum(trayecto_deliveries_total{status="sent"}) > 0'
+            " and sum(trayecto_feedback_total) > 0"
+            " and sum(trayecto_time_in_stage_seconds_count) > 0"
+        )
+        deadline = time.monotonic() + 120
+        while not _query(prometheus, ready).get("data", {}).get("result"):
+            assert time.monotonic() < deadline, "the campaign never showed in Prometheus"
+            time.sleep(2)
+        time.sleep(12)  # two more scrapes, so that rate() has points on both sides
+
+        expressions = dashboard_expressions()
+        failures = []
+        checked = 0
+        for e in expressions:
+            checked += 1
+            answer = _query(prometheus, e.expr)
+            if answer.get("status") != "success":
+                failures.append(f"{e.source} · {e.title}: {answer.get('error')} ← {e.expr}")
+            elif not answer["data"]["result"]:
+                failures.append(f"{e.source} · {e.title}: no data ← {e.expr}")
+        for rule in rule_expressions():
+            answer = _query(prometheus, rule.expr)
+            if answer.get("status") != "success":
+                failures.append(f"{rule.source} · {rule.title}: {answer.get('error')}")
+            for measure in measures(rule.expr):
+                checked += 1
+                if not _query(prometheus, measure).get("data", {}).get("result"):
+                    failures.append(f"{rule.source} · {rule.title}: no data ← {measure}")
+        assert checked > 30
+        assert not failures, "\n".join(failures)
+
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        drain.wait(timeout=10)
+        assert process.returncode == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
