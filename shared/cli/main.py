@@ -8,6 +8,7 @@ import typer
 
 from . import content_cmd, db_cmd, journeys_cmd, sources_cmd, stack_cmd
 from .bench_cmd import bench
+from .funnel_cmd import funnel_command
 from .import_cmd import import_leads
 from .init_cmd import init
 from .serve_cmd import serve
@@ -29,6 +30,7 @@ app.command()(up)
 app.command()(init)
 app.command()(bench)
 app.command("import")(import_leads)
+app.command("funnel")(funnel_command)
 
 docs_app = typer.Typer(help="Generated documentation.")
 app.add_typer(docs_app, name="docs")

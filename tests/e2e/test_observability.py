@@ -80,7 +80,7 @@ async def _campaign(ingest: str, key: str, run: str) -> None:
             await track(user, "feedback", journey="smb-owner", step="send-pricing",
                         emotion=emotion)  # fmt: skip
             if i % 2 == 0:
-                await track(user, "custom:trial_started")
+                await track(user, "trial_started")
             if i % 4 == 0:
                 await track(user, "purchase")
 
