@@ -64,17 +64,29 @@ def families(stored: store.Stored) -> list[Metric]:
             out[s.name] = CounterMetricFamily(s.name, s.help, labels=list(s.labels))
         else:
             out[s.name] = HistogramMetricFamily(s.name, s.help, labels=list(s.labels))
+    bounds = [*(repr(float(b)) for b in BUCKETS), "+Inf"]
+    zeros = set(stored.zeros)
     for name, labels, value in stored.counters:
         family = out.get(name)
         if isinstance(family, CounterMetricFamily):
-            family.add_metric([labels[k] for k in SERIES[name].labels], value)
-    bounds = [*(repr(float(b)) for b in BUCKETS), "+Inf"]
+            values = [labels[k] for k in SERIES[name].labels]
+            zeros.discard((name, tuple(zip(SERIES[name].labels, values, strict=True))))
+            family.add_metric(values, value)
     for name, labels, buckets, total, _count in stored.histograms:
         family = out.get(name)
         if isinstance(family, HistogramMetricFamily) and len(buckets) == len(bounds):
+            values = [labels[k] for k in SERIES[name].labels]
+            zeros.discard((name, tuple(zip(SERIES[name].labels, values, strict=True))))
             cumulative, running = [], 0
             for bound, n in zip(bounds, buckets, strict=True):
                 running += n
                 cumulative.append((bound, float(running)))
-            family.add_metric([labels[k] for k in SERIES[name].labels], cumulative, total)
+            family.add_metric(values, cumulative, total)
+    for name, zero_labels in sorted(zeros):
+        family = out.get(name)
+        values = [value for _, value in zero_labels]
+        if isinstance(family, CounterMetricFamily):
+            family.add_metric(values, 0.0)
+        elif isinstance(family, HistogramMetricFamily):
+            family.add_metric(values, [(bound, 0.0) for bound in bounds], 0.0)
     return list(out.values())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.db.pool import Connection
 
 from .counting import Labels, Tally
+from .zeros import zero_series
 
 Position = tuple[str, int]  # topic, partition
 
@@ -90,6 +91,8 @@ def _json(labels: Labels) -> str:
 class Stored:
     counters: list[tuple[str, dict[str, str], float]]
     histograms: list[tuple[str, dict[str, str], list[int], float, int]]
+    zeros: set[tuple[str, Labels]] = field(default_factory=set)
+    """Series of the live journey versions, served at 0 until counted."""
 
 
 async def read(conn: Connection) -> Stored:
@@ -97,10 +100,19 @@ async def read(conn: Connection) -> Stored:
     histograms = await conn.fetch(
         "SELECT name, labels::text, buckets, sum, count FROM metric_histograms"
     )
+    published = await conn.fetch(
+        "SELECT journey, version, definition::text FROM journey_versions WHERE retired_at IS NULL"
+    )
+    zeros = {
+        series
+        for r in published
+        for series in zero_series(r["journey"], r["version"], json.loads(r["definition"]))
+    }
     return Stored(
         [(r["name"], json.loads(r["labels"]), r["value"]) for r in counters],
         [
             (r["name"], json.loads(r["labels"]), list(r["buckets"]), r["sum"], r["count"])
             for r in histograms
         ],
+        zeros,
     )

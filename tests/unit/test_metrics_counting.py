@@ -6,9 +6,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from services.metrics.counting import Known, Tally, count
+from services.metrics.exporter import families
 from services.metrics.series import BUCKETS, SERIES
+from services.metrics.store import Stored
+from services.metrics.zeros import zero_series
 from shared.contract import (
     Channel,
     DeliveryCommand,
@@ -18,6 +22,7 @@ from shared.contract import (
     TouchpointType,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 RUN = {"journey": "j", "version": "2", "persona": "p"}
 KNOWN = Known({"j": frozenset({"hello", "offer"})})
@@ -122,3 +127,39 @@ def test_docs_list_every_series() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"`(trayecto_[a-z_]+)`", docs))
     assert set(SERIES) <= documented
+
+
+def test_a_published_journey_has_its_series_at_zero_and_counted_ones_replace_them() -> None:
+    definition = yaml.safe_load((ROOT / "journeys" / "smb-owner.yaml").read_text())
+    zeros = set(zero_series("smb-owner", 3, definition))
+    run = {"journey": "smb-owner", "version": "3", "persona": "smb-owner"}
+    for key in (
+        _k("trayecto_stage_entries_total", **run, stage="promoter"),
+        _k("trayecto_stage_conversions_total", **run, stage="stranger", to_stage="promoter"),
+        _k("trayecto_step_entries_total", **run, step="offer-test", variant="trial"),
+        _k("trayecto_step_entries_total", **run, step="await-visit", variant=""),
+        _k("trayecto_variant_stage_entries_total", journey="smb-owner", version="3",
+           step="offer-test", variant="discount", stage="customer"),
+        _k("trayecto_feedback_total", journey="smb-owner", step="care-message",
+           emotion="negative"),
+        _k("trayecto_time_in_stage_seconds", **run, stage="contact"),
+    ):  # fmt: skip
+        assert key in zeros
+    assert not any(dict(labels).get("stage") == "lead" for _, labels in zeros)
+
+    entries = _k("trayecto_stage_entries_total", **run, stage="visitor")
+    stored = Stored([(entries[0], dict(entries[1]), 7.0)], [], zeros)
+    samples = [
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for family in families(stored)
+        for s in family.samples
+    ]
+    keys = [(name, labels) for name, labels, _ in samples]
+    assert len(keys) == len(set(keys))
+    visitor = ("trayecto_stage_entries_total", tuple(sorted(entries[1])))
+    assert [v for n, labels, v in samples if (n, labels) == visitor] == [7.0]
+    time_in_contact = [
+        v for n, labels, v in samples
+        if n == "trayecto_time_in_stage_seconds_count" and ("stage", "contact") in labels
+    ]  # fmt: skip
+    assert time_in_contact == [0.0]
