@@ -116,16 +116,25 @@ def test_every_panel_and_alert_expression_returns_data_from_the_running_platform
             result = _query(prometheus, expr).get("data", {}).get("result", [])
             return float(result[0]["value"][1]) if result else 0.0
 
-        touchpoints = "sum(trayecto_touchpoints_total)"
-        sent = 'sum(trayecto_deliveries_total{status="sent"})'
-        before = total(touchpoints), total(sent)
-        run = uuid.uuid4().hex[:6]
+        def by_stage() -> dict[str, float]:
+            expr = 'sum by (stage) (trayecto_stage_entries_total{journey="smb-owner"})'
+            result = _query(prometheus, expr).get("data", {}).get("result", [])
+            return {r["metric"]["stage"]: float(r["value"][1]) for r in result}
+
         # The published journeys' series are served at 0 before any event, so that
-        # increase() counts the very first prospects: wait until Prometheus has them.
+        # increase() counts the very first prospects: wait until Prometheus has them,
+        # then for one more scrape of this instance before taking the starting values.
         deadline = time.monotonic() + 60
         while not total('count(trayecto_stage_entries_total{journey="smb-owner"})'):
             assert time.monotonic() < deadline, "journey series never reached Prometheus"
             time.sleep(1)
+        time.sleep(6)
+        started = datetime.now(UTC)
+        entries_before = by_stage()
+        touchpoints = "sum(trayecto_touchpoints_total)"
+        sent = 'sum(trayecto_deliveries_total{status="sent"})'
+        before = total(touchpoints), total(sent)
+        run = uuid.uuid4().hex[:6]
         # A flow, not a burst: some prospects, a couple of scrapes, then the rest.
         ingest, write_key = f"http://127.0.0.1:{settings.ingest_port}", asyncio.run(key())
         asyncio.run(_campaign(ingest, write_key, run, range(PROSPECTS // 3)))
@@ -137,6 +146,43 @@ def test_every_panel_and_alert_expression_returns_data_from_the_running_platform
         deadline = time.monotonic() + 180
         while total(touchpoints) < before[0] + PROSPECTS * 5 or total(sent) <= before[1]:
             assert time.monotonic() < deadline, "the campaign never showed in Prometheus"
+            time.sleep(2)
+        # What the campaign sent decides the funnel: every prospect enters (ad click),
+        # visits (page view) and becomes a contact (lead); even ones start a trial
+        # (prospect), every fourth buys (customer).
+        expected = {
+            "stranger": PROSPECTS, "visitor": PROSPECTS, "contact": PROSPECTS,
+            "prospect": PROSPECTS // 2, "customer": PROSPECTS // 4, "promoter": 0,
+        }  # fmt: skip
+        moved_on = {
+            "stranger": PROSPECTS, "visitor": PROSPECTS, "contact": PROSPECTS // 2,
+            "prospect": PROSPECTS // 4, "customer": 0, "promoter": 0,
+        }  # fmt: skip
+        query = urllib.parse.urlencode({"journey": "smb-owner", "since": started.isoformat()})
+        funnel_url = f"http://127.0.0.1:{settings.metrics_port}/v1/funnel?{query}"
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(funnel_url, timeout=10) as response:
+                (funnel,) = json.loads(response.read())
+            stages = {s["stage"]: s for s in funnel["stages"]}
+            entered = {k: v["entered"] for k, v in stages.items()}
+            if entered == expected or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert funnel["runs"] == PROSPECTS
+        assert entered == expected
+        assert {k: v["converted"] for k, v in stages.items()} == moved_on
+        assert {k: v["current"] for k, v in stages.items()} == {
+            k: expected[k] - moved_on[k] for k in expected
+        }
+        # The same numbers as counter increments in Prometheus.
+        deadline = time.monotonic() + 60
+        while True:
+            after = by_stage()
+            grown = {k: after.get(k, 0) - entries_before.get(k, 0) for k in expected}
+            if grown == expected:
+                break
+            assert time.monotonic() < deadline, f"stage entries grew by {grown}, not {expected}"
             time.sleep(2)
         time.sleep(12)  # two more scrapes, so that rate() has points on both sides
 
