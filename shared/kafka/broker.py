@@ -39,7 +39,10 @@ def make_broker(
         acks="all",
         enable_idempotence=True,
         middlewares=all_middlewares,
-        # One line per consumed batch at INFO would drown the services' own logs.
+        # FastStream's own logger prints to stdout; the services' logging (stderr, one
+        # format) gets its records instead. One line per consumed batch at INFO would
+        # drown the services' own logs: those go at DEBUG.
+        logger=logging.getLogger("faststream.trayecto"),
         log_level=logging.DEBUG,
     )
 
