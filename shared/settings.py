@@ -105,6 +105,24 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = Field(
         SecretStr("dev-only-webhook-secret-change-me"), description="HMAC-SHA256 key of webhooks"
     )
+    map_pain_negative_share: float = Field(
+        0.3, gt=0, le=1, description="Journey map: negative feedback share that flags pain"
+    )
+    map_pain_dropoff_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Journey map: share of runs ending at a touchpoint that flags pain",
+    )
+    map_truth_min_difference: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Journey map: conversion gap (engaged vs not) of a moment of truth",
+    )
+    map_min_sample: int = Field(
+        5, ge=1, description="Journey map: fewest prospects a pain or truth flag is judged on"
+    )
     # Local stack (``trayecto stack``) only.
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     stack_dir: Path = Field(default_factory=_default_stack_dir)

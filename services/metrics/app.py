@@ -1,4 +1,4 @@
-"""Composition root of the metrics service: counter, gauges, funnel API."""
+"""Composition root of the metrics service: counter, gauges, funnel API, journey map."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from .api import funnel_router
 from .consumer import GROUP, Counter, KnownJourneys
 from .exporter import Exporter
 from .gauges import KafkaGauges, database_gauges
+from .map.routes import map_router
 from .topics import MetricsTopics
 
 SERVICE_GROUPS = ("trayecto-orchestrator", "trayecto-delivery", GROUP)
@@ -78,4 +79,5 @@ def create_app(
         before_scrape=exporter.refresh,
     )
     app.include_router(funnel_router())
+    app.include_router(map_router(settings))
     return app

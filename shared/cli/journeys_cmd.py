@@ -1,4 +1,4 @@
-"""``trayecto journeys schema|validate|publish|list|show|retire``: journey files."""
+"""``trayecto journeys schema|validate|publish|list|show|retire|render``: journey files."""
 
 from __future__ import annotations
 
@@ -313,6 +313,73 @@ def retire(
             "publish a changed definition",
             highlight=False,
         )
+
+
+# ---------------------------------------------------------------- render
+
+
+MAP_FORMATS: Final = (".svg", ".html")
+
+
+@app.command("render")
+def render(
+    source: str = typer.Argument(
+        ..., metavar="FILE|JOURNEY", help="A journey file, or the id of a published journey"
+    ),
+    version: int | None = typer.Option(
+        None, "--version", "-v", help="Published version (default: the live one)"
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="map.svg or map.html"),  # noqa: B008
+) -> None:
+    """Draw a journey as a customer-journey map: stages as columns, cards, transitions."""
+    from services.metrics.map.layout import layout
+    from services.metrics.map.page import render_html
+    from services.metrics.map.svg import render_svg
+
+    if out.suffix.lower() not in MAP_FORMATS:
+        err_console.print(
+            f"[red]Error:[/] --out must end in .svg or .html, not {escape(repr(out.name))}"
+        )
+        raise typer.Exit(2)
+    path = Path(source)
+    looks_like_file = "/" in source or path.suffix in (".yaml", ".yml")
+    if path.is_file():
+        if version is not None:
+            err_console.print("[red]Error:[/] --version is for published journeys, not files")
+            raise typer.Exit(2)
+        (_, journey, _), *_ = _check([path])
+    elif looks_like_file:
+        err_console.print(f"[red]Error:[/] no journey file {escape(source)}")
+        raise typer.Exit(1)
+    else:
+        stored = _published(source, version)
+        journey, version = stored.definition, stored.info.version
+    drawn = layout(journey, version)
+    if out.suffix.lower() == ".svg":
+        text = render_svg(drawn)
+    else:
+        text = render_html([(drawn, None)], title=f"{journey.title}: journey map")
+    with friendly_errors(OSError):
+        out.write_text(text, encoding="utf-8")
+    which = "" if version is None else f" v{version}"
+    typer.echo(
+        f"wrote {out}: {journey.journey}{which}, {len(drawn.cards)} cards in "
+        f"{len(drawn.columns)} stages, {len(drawn.edges)} transitions"
+    )
+
+
+def _published(journey: str, version: int | None) -> StoredVersion:
+    """A published version (the live one by default), or the reason there is none."""
+    from services.orchestrator.journey.store import get_version, list_versions
+
+    async def fetch(conn: asyncpg.Connection) -> tuple[StoredVersion | None, list[VersionInfo]]:
+        return await get_version(conn, journey, version), await list_versions(conn, journey)
+
+    stored, infos = _run(fetch)
+    if stored is None:
+        err_console.print(f"[red]Error:[/] {_not_found(journey, version, infos)}")
+        raise typer.Exit(1)
+    return stored
 
 
 # ---------------------------------------------------------------- summary
