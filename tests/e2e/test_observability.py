@@ -20,10 +20,13 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import asyncpg
 import httpx
+from playwright.sync_api import sync_playwright
 from rich.console import Console
 
 from services.ingest.sources import add_source
@@ -35,6 +38,8 @@ from shared.stack.proc import port_open
 from .test_platform_up import _wait_for_line
 
 PROSPECTS = 24
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 def _noon_zone() -> str:
@@ -83,6 +88,51 @@ async def _campaign(ingest: str, key: str, run: str, prospects: range) -> None:
                 await track(user, "trial_started")
             if i % 4 == 0:
                 await track(user, "purchase")
+
+
+def _cell(text: str) -> int:
+    return int(text.replace(",", "").replace("\u202f", "").strip() or 0)
+
+
+def _check_live_map(metrics: str, query: str, funnel: dict[str, dict[str, Any]]) -> None:
+    """The live map in headless Chromium shows the funnel API's numbers; a screenshot."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            response = page.goto(f"{metrics}/map/smb-owner?{query}")
+            assert response is not None
+            assert response.status == 200
+            assert page.locator("svg[role=img]").count() == 1
+            shown: dict[str, list[int]] = {}
+            for row in page.locator("section.map table").first.locator("tbody tr").all():
+                stage = row.locator("th").inner_text().strip()
+                cells = [_cell(td) for td in row.locator("td").all_inner_texts()[:4]]
+                shown[stage] = cells
+            expected = {
+                stage: [v["entered"], v["current"], v["converted"], v["dropped"]]
+                for stage, v in funnel.items()
+            }
+            assert shown == expected
+            svg_text = page.locator("svg[role=img]").text_content() or ""
+            assert "Moment of" in svg_text or "felt" in svg_text  # measured emotions drawn
+            page.screenshot(path=ARTIFACTS / "journey-map-smb-owner-page.png", full_page=True)
+            page.locator("svg[role=img]").screenshot(path=ARTIFACTS / "journey-map-smb-owner.png")
+        finally:
+            browser.close()
+
+
+def _check_render_by_name() -> None:
+    """`trayecto journeys render NAME` draws the published version from PostgreSQL."""
+    out = ARTIFACTS / "smb-owner.svg"
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "journeys", "render", "smb-owner",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=60, cwd=ARTIFACTS.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ElementTree.parse(out).getroot().tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_every_panel_and_alert_expression_returns_data_from_the_running_platform() -> None:
@@ -184,6 +234,8 @@ def test_every_panel_and_alert_expression_returns_data_from_the_running_platform
                 break
             assert time.monotonic() < deadline, f"stage entries grew by {grown}, not {expected}"
             time.sleep(2)
+        _check_live_map(f"http://127.0.0.1:{settings.metrics_port}", query, stages)
+        _check_render_by_name()
         time.sleep(12)  # two more scrapes, so that rate() has points on both sides
 
         expressions = dashboard_expressions()
