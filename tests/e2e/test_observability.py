@@ -118,6 +118,8 @@ def _check_live_map(metrics: str, query: str, funnel: dict[str, dict[str, Any]])
             svg_text = page.locator("svg[role=img]").text_content() or ""
             assert "Moment of" in svg_text or "felt" in svg_text  # measured emotions drawn
             page.screenshot(path=ARTIFACTS / "journey-map-smb-owner-page.png", full_page=True)
+            # Wide enough for the whole map, not just the scrolled part.
+            page.set_viewport_size({"width": 3700, "height": 1600})
             page.locator("svg[role=img]").screenshot(path=ARTIFACTS / "journey-map-smb-owner.png")
         finally:
             browser.close()
