@@ -85,6 +85,9 @@ async def _history(conn: Connection, runs: int = 20) -> None:
                 {"properties": {"journey": "mapj", "step": "pitch"}},
                 when=at + timedelta(seconds=4),
             )
+        if i < 2:
+            video = {"properties": {"journey": "mapj", "step": "pitch", "percent": 75}}
+            touch("touchpoint", "video_progress", video, when=at + timedelta(seconds=4))
         if i < 6:
             emotion = "negative" if i < 4 else "positive"
             touch(
@@ -140,7 +143,7 @@ async def test_numbers_pain_and_truth_from_the_history(pool: asyncpg.Pool) -> No
     assert hello.pain == "4 of 6 feedback negative"
     pitch = cards["pitch"]
     assert pitch.reached == 20
-    assert pitch.engaged == {"opened": 8}
+    assert pitch.engaged == {"opened": 8, "watched 75%": 2}
     # 12 of 20 runs end in contact after the pitch: at least half, so pain.
     assert pitch.pain == "60% of runs end here (12 of 20)"
     # Engaged: 6 of 8 bought; the others: 0 of 12.
