@@ -86,7 +86,9 @@ async def _history(conn: Connection, runs: int = 20) -> None:
                 when=at + timedelta(seconds=4),
             )
         if i < 2:
-            video = {"properties": {"journey": "mapj", "step": "pitch", "percent": 75}}
+            video: dict[str, object] = {
+                "properties": {"journey": "mapj", "step": "pitch", "percent": 75}
+            }
             touch("touchpoint", "video_progress", video, when=at + timedelta(seconds=4))
         if i < 6:
             emotion = "negative" if i < 4 else "positive"
