@@ -1,4 +1,4 @@
-"""``trayecto bench [ingest] [orchestrator] [delivery] [--json]``: figures next to their limits."""
+"""``trayecto bench [ingest] [orchestrator] [delivery] [e2e] [--json]``: figures next to limits."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.table import Table
 from ..bench import Report
 from .common import console, err_console, load_settings
 
-BENCHES = ("ingest", "orchestrator", "delivery")
+BENCHES = ("ingest", "orchestrator", "delivery", "e2e")
 
 
 HELP_WHICH = f"Which benchmarks ({', '.join(BENCHES)}); default all"
@@ -47,6 +47,9 @@ def bench(
             min=1, max=256, help="Delivery: sends in flight (default TRAYECTO_DELIVERY_CONCURRENCY)"
         ),
     ] = None,
+    e2e_events: Annotated[
+        int, typer.Option(min=100, help="End to end: events per sustained phase")
+    ] = 30_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Measure throughput against the running stack (`trayecto stack up` first)."""
@@ -89,6 +92,12 @@ def bench(
             mail = delivery.Sizes(emails, delivery_concurrency)
             asyncio.run(
                 delivery.run(settings, report, rounds, lambda text: status.update(text), mail)
+            )
+        if "e2e" in chosen:
+            from ..bench import pipeline
+
+            asyncio.run(
+                pipeline.run(settings, report, seconds, e2e_events, lambda t: status.update(t))
             )
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=2))

@@ -69,3 +69,10 @@ def test_bench_delivery_reports_the_documented_figures(settings: Settings) -> No
     assert _documented("delivery") == set(figures)
     for key, figure in figures.items():
         assert figure["value"] > 0, key
+
+
+def test_bench_e2e_reports_the_documented_figures(settings: Settings) -> None:
+    figures = _bench(settings, "e2e", "--seconds", "1", "--e2e-events", "500")
+    assert _documented("e2e") == set(figures)
+    for key, figure in figures.items():
+        assert figure["value"] > 0, key
