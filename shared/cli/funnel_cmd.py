@@ -120,12 +120,12 @@ def _print(funnels: Sequence[Funnel]) -> None:
         by_stages.setdefault(tuple(s.stage for s in f.stages), []).append(f)
     console.print(f"{CELL} {LAST}", highlight=False)
     for stages, group in by_stages.items():
-        console.print(_matrix(group, stages))
+        console.print(matrix(group, stages))
         if any(f.variants for f in group):
             console.print(_variants(group, stages))
 
 
-def _matrix(funnels: Sequence[Funnel], stages: Sequence[str], sep: str = " · ") -> Table:
+def matrix(funnels: Sequence[Funnel], stages: Sequence[str], sep: str = " · ") -> Table:
     """One row per journey and persona; on a narrow terminal, one line per number."""
     table = Table(box=box.SIMPLE_HEAD, title="Funnel by persona and stage")
     table.add_column("journey")
@@ -143,7 +143,7 @@ def _matrix(funnels: Sequence[Funnel], stages: Sequence[str], sep: str = " · ")
         )
     unbounded = console.options.update_width(1_000_000)
     if sep != "\n" and console.measure(table, options=unbounded).maximum > console.width:
-        return _matrix(funnels, stages, "\n")
+        return matrix(funnels, stages, "\n")
     return table
 
 

@@ -12,6 +12,7 @@ from .funnel_cmd import funnel_command
 from .import_cmd import import_leads
 from .init_cmd import init
 from .serve_cmd import serve
+from .simulate_cmd import simulate_command
 from .up_cmd import up
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command()(init)
 app.command()(bench)
 app.command("import")(import_leads)
 app.command("funnel")(funnel_command)
+app.command("simulate")(simulate_command)
 
 docs_app = typer.Typer(help="Generated documentation.")
 app.add_typer(docs_app, name="docs")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,9 @@ from types import FrameType
 
 import asyncpg
 import typer
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from services.delivery.content import CatalogueError
 from services.orchestrator.journey import JourneyError
@@ -28,19 +31,29 @@ from ..db import MigrationError, migrate
 from ..settings import SERVICES, ServiceName, Settings
 from ..stack.mailcapture import MailCapture
 from .common import console, friendly_errors, load_settings
+from .demo import Campaign, dashboard, new_write_key
 
 _COLOURS = {"ingest": "cyan", "orchestrator": "magenta", "delivery": "yellow", "metrics": "green"}
 
 
-def _pump(service: str, process: subprocess.Popen[str]) -> None:
+_NOTEWORTHY = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|^Traceback|^\S*(Error|Exception)\b")
+
+
+def _pump(service: str, process: subprocess.Popen[str], log: Path) -> None:
+    """Every line into the service's log file; warnings and errors on the console too."""
     assert process.stdout is not None
-    for line in process.stdout:
-        console.print(
-            f"[{_COLOURS[service]}]{service:>12} |[/] {line.rstrip()}",
-            markup=True,
-            highlight=False,
-            soft_wrap=True,
-        )
+    with log.open("a", encoding="utf-8") as out:
+        for line in process.stdout:
+            out.write(line)
+            out.flush()
+            if _NOTEWORTHY.search(line):
+                text = Text(f"{service:>12} | ", style=_COLOURS[service])
+                text.append(line.rstrip())
+                console.print(text, highlight=False, soft_wrap=True)
+
+
+def _log_dir(settings: Settings) -> Path:
+    return settings.stack_dir / "logs"
 
 
 def _healthy(url: str) -> bool:
@@ -60,6 +73,8 @@ def _die_with_parent() -> None:
 
 def _start_services(settings: Settings) -> dict[ServiceName, subprocess.Popen[str]]:
     processes: dict[ServiceName, subprocess.Popen[str]] = {}
+    logs = _log_dir(settings)
+    logs.mkdir(parents=True, exist_ok=True)
     for service in SERVICES:
         # Own session: Ctrl-C reaches only this supervisor, which stops the services in order.
         process = subprocess.Popen(
@@ -70,7 +85,8 @@ def _start_services(settings: Settings) -> dict[ServiceName, subprocess.Popen[st
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        threading.Thread(target=_pump, args=(service, process), daemon=True).start()
+        log = logs / f"{service}.log"
+        threading.Thread(target=_pump, args=(service, process, log), daemon=True).start()
         processes[service] = process
     return processes
 
@@ -88,19 +104,62 @@ def _stop_services(processes: dict[ServiceName, subprocess.Popen[str]]) -> None:
             process.wait()
 
 
-def _summary(settings: Settings) -> Table:
+def _summary(settings: Settings, source: str, write_key: str) -> Table:
+    base = "http://127.0.0.1"
+    ingest, metrics = f"{base}:{settings.ingest_port}", f"{base}:{settings.metrics_port}"
     table = Table(title="Trayecto is running")
     table.add_column("what")
-    table.add_column("where")
-    for service in SERVICES:
-        port = settings.service_port(service)
-        table.add_row(service, f"http://127.0.0.1:{port}/healthz  ·  /metrics")
-    table.add_row("Prometheus", f"http://127.0.0.1:{settings.prometheus_port}/targets")
-    table.add_row("Kafka", settings.kafka_bootstrap)
-    table.add_row("PostgreSQL", settings.database_url)
+    table.add_column("where", overflow="fold")
+    table.add_row("Event API (ingest)", f"{ingest}/v1/track, /v1/batch, …  ·  docs {ingest}/docs")
+    table.add_row("Write key", f"{write_key}  (source {source}, the HTTP Basic user)")
+    table.add_row("Journey maps", f"{metrics}/map")
+    table.add_row("Funnel API", f"{metrics}/v1/funnel  ·  or `trayecto funnel`")
+    table.add_row("Prospects", f"{base}:{settings.orchestrator_port}/v1/prospects/{{id}}")
+    table.add_row(
+        "/metrics",
+        "  ".join(f"{s} :{settings.service_port(s)}" for s in SERVICES),
+    )
+    table.add_row("Prometheus", f"{base}:{settings.prometheus_port}  (alerts: /alerts)")
+    table.add_row("Kafka · PostgreSQL", f"{settings.kafka_bootstrap} · {settings.database_url}")
     mail = MailCapture(settings)
     table.add_row("Mail capture", f"{settings.smtp_url}  ·  messages in {mail.maildir}/new")
+    table.add_row("Service logs", f"{_log_dir(settings)}/<service>.log")
     return table
+
+
+REFRESH_S = 3.0
+"""How often the funnel table is redrawn on a terminal (every 10th time elsewhere)."""
+
+
+def _watch(
+    settings: Settings,
+    processes: dict[ServiceName, subprocess.Popen[str]],
+    stopping: threading.Event,
+    campaign: Campaign | None,
+) -> str | None:
+    """Until Ctrl-C or a service dies: the funnel, live on a terminal, else now and then."""
+
+    def died() -> str | None:
+        for service, process in processes.items():
+            if process.poll() is not None:
+                return f"{service} exited unexpectedly (code {process.returncode})"
+        return None
+
+    if console.is_terminal:
+        with Live(dashboard(settings, campaign), console=console, auto_refresh=False) as live:
+            while not stopping.wait(REFRESH_S):
+                if (failure := died()) is not None:
+                    return failure
+                live.update(dashboard(settings, campaign), refresh=True)
+        return None
+    ticks = 0
+    while not stopping.wait(REFRESH_S):
+        if (failure := died()) is not None:
+            return failure
+        ticks += 1
+        if ticks % 10 == 0:
+            console.print(dashboard(settings, campaign))
+    return None
 
 
 SEED_JOURNEYS = Path(__file__).resolve().parents[2] / "journeys"
@@ -133,8 +192,14 @@ def up(
     keep_stack: bool = typer.Option(
         False, help="Leave Kafka/PostgreSQL/Prometheus running on exit"
     ),
+    campaign: bool = typer.Option(
+        True, "--simulate/--no-simulate", help="Feed the platform a simulated campaign"
+    ),
+    rate: float = typer.Option(2.0, min=0.01, max=1000, help="Simulated prospects per second"),
+    seed: int = typer.Option(1, help="Seed of the simulated campaign"),
 ) -> None:
-    """Stack + migrations + the four services, in the foreground; Ctrl-C stops everything."""
+    """Stack, migrations, the four services and a simulated campaign, in the foreground,
+    with the funnel refreshed; Ctrl-C stops everything."""
     settings = load_settings()
     with friendly_errors(stack.StackError, MigrationError, OSError):
         stack.up(settings, console)
@@ -159,6 +224,7 @@ def up(
     signal.signal(signal.SIGTERM, on_signal)
     processes = _start_services(settings)
     failed: str | None = None
+    simulated: Campaign | None = None
     try:
         pending = set(SERVICES)
         deadline = time.monotonic() + 60
@@ -175,14 +241,17 @@ def up(
                 stopping.set()
             time.sleep(0.3)
         if not stopping.is_set():
-            console.print(_summary(settings))
+            source, write_key = asyncio.run(new_write_key(settings))
+            console.print(_summary(settings, source, write_key))
             console.print("Press Ctrl-C to stop everything.")
-        while not stopping.wait(0.5):
-            for service, process in processes.items():
-                if process.poll() is not None:
-                    failed = f"{service} exited unexpectedly (code {process.returncode})"
-                    stopping.set()
+            if campaign:
+                simulated = Campaign(settings, write_key, rate, seed)
+                simulated.start()
+        failed = failed or _watch(settings, processes, stopping, simulated)
     finally:
+        if simulated is not None:
+            console.print("stopping the simulated campaign…")
+            simulated.stop()
         console.print("stopping services…")
         _stop_services(processes)
         if not keep_stack:

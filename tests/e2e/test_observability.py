@@ -143,7 +143,8 @@ def test_every_panel_and_alert_expression_returns_data_from_the_running_platform
     taken = [s for s in SERVICES if port_open(settings.service_port(s))]
     assert taken == [], f"ports of {taken} are in use: stop the running platform first"
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli.main", "up", "--keep-stack"],
+        # No simulated campaign: the counts below must be this test's own.
+        [sys.executable, "-m", "shared.cli.main", "up", "--keep-stack", "--no-simulate"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

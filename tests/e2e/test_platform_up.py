@@ -27,6 +27,12 @@ def _get(url: str) -> tuple[int, Any]:
         return error.code, json.loads(error.read())
 
 
+def _runs(settings: Settings) -> int:
+    status, body = _get(f"http://127.0.0.1:{settings.metrics_port}/v1/funnel")
+    assert status == 200, body
+    return sum(int(f["runs"]) for f in body)
+
+
 IMPLEMENTED = {"ingest", "orchestrator", "delivery", "metrics"}
 
 
@@ -80,6 +86,14 @@ def test_up_serves_every_service_scraped_by_prometheus_and_stops_on_ctrl_c() -> 
                 break
             assert time.monotonic() < deadline, f"Prometheus targets not all up: {health}"
             time.sleep(1)
+
+        # The simulated campaign feeds the platform: new runs enter the journeys.
+        assert any("Write key" in line and "tk_" in line for line in output)
+        before = _runs(settings)
+        deadline = time.monotonic() + 90
+        while _runs(settings) < before + 5:
+            assert time.monotonic() < deadline, "the simulated campaign started no runs"
+            time.sleep(2)
 
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
