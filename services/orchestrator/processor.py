@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from shared import outbox
 from shared.contract import (
@@ -30,6 +31,7 @@ from shared.kafka.codec import Record
 
 from .catalog import JourneyCatalog
 from .engine import Decision, Input, ProspectState, TimerRequest, decide
+from .engine.identity import adopt
 from .topics import OrchestratorTopics
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,13 @@ class BatchResult:
     transitions: list[StageTransition] = field(default_factory=list)
 
 
+def _adopted(message: Input) -> str | None:
+    """The anonymous prospect an identify hands over to its user, if any."""
+    if isinstance(message, IdentifyEvent) and message.anonymous_id not in (None, ""):
+        return message.anonymous_id if message.anonymous_id != message.prospect_id else None
+    return None
+
+
 class Processor:
     def __init__(self, catalog: JourneyCatalog, topics: OrchestratorTopics) -> None:
         self._catalog = catalog
@@ -78,10 +87,25 @@ class Processor:
                     fresh.discard(message.event_id)  # a copy later in the batch is a duplicate
                     todo.append((message, record, topic))
             result.duplicates = len(inputs) - len(todo)
-            prospects = sorted({message.prospect_id for message, _, _ in todo})
+            # An identify also locks the anonymous prospect whose journeys it takes over.
+            prospects = sorted(
+                {message.prospect_id for message, _, _ in todo}
+                | {a for message, _, _ in todo if (a := _adopted(message)) is not None}
+            )
             states = await self._lock_and_load(conn, prospects)
             decisions: list[Decision] = []
+            changed: dict[str, ProspectState] = {}
+            moved: dict[UUID, str] = {}  # run id → the user it moved to
             for message, record, topic in todo:
+                anonymous = _adopted(message)
+                if anonymous is not None:
+                    user, left, runs = adopt(
+                        states.get(message.prospect_id), states.get(anonymous), message.prospect_id
+                    )
+                    if runs and user is not None and left is not None:
+                        states[message.prospect_id], states[anonymous] = user, left
+                        changed[message.prospect_id], changed[anonymous] = user, left
+                        moved.update(dict.fromkeys(runs, message.prospect_id))
                 try:
                     decision = decide(
                         states.get(message.prospect_id),
@@ -98,9 +122,14 @@ class Processor:
                     dead_letters.append(DeadLetter(record, topic, f"engine error: {exc!r}"[:1000]))
                     continue
                 states[message.prospect_id] = decision.state
+                changed[message.prospect_id] = decision.state
                 decisions.append(decision)
-            changed = {d.state.prospect_id: d.state for d in decisions}
             await self._save_states(conn, list(changed.values()))
+            if moved:
+                await conn.executemany(
+                    "UPDATE timers SET prospect_id = $2 WHERE run_id = $1",
+                    list(moved.items()),
+                )
             await self._save_timers(conn, [t for d in decisions for t in d.timers], decisions)
             await self._save_history(conn, [t for d in decisions for t in d.transitions])
             await self._save_timeline(conn, [message for message, _, _ in todo])

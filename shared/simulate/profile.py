@@ -209,7 +209,7 @@ class Profile(_Model):
     """A whole simulation profile."""
 
     email_domain: str = Field("example.com", pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
-    stitch_identity: bool = False
+    stitch_identity: bool = True
     patience_s: float = Field(20.0, gt=0, le=3600)
     think_s: tuple[float, float] = (0.1, 0.8)
     video_beacon_s: float = Field(0.3, ge=0, le=60)

@@ -145,8 +145,10 @@ class Platform:
         try:
             rows = await conn.fetch(
                 "SELECT coalesce(type, kind) AS t, count(*) AS n FROM prospect_timeline"
-                " WHERE prospect_id LIKE $1 AND kind IN ('touchpoint', 'identify') GROUP BY 1",
+                " WHERE (prospect_id LIKE $1 OR prospect_id LIKE $2)"
+                " AND kind IN ('touchpoint', 'identify') GROUP BY 1",
                 f"sim-{RUN_ID}-%",
+                f"anon-sim-{RUN_ID}-%",  # the ad click and visits before the lead form
             )
         finally:
             await conn.close()

@@ -177,3 +177,17 @@ def condition_facts(traits: Mapping[str, Any], facts: Mapping[str, Any], event: 
     return Facts(
         traits=traits, facts=nested(facts), properties=properties, fields=event_fields(event)
     )
+
+
+def merge_facts(older: Mapping[str, Any], newer: Mapping[str, Any]) -> dict[str, Any]:
+    """One prospect's facts from two histories: counts and scores add up, maxima and
+    the latest time stay the largest."""
+    merged = dict(older)
+    for name, value in newer.items():
+        if name not in merged:
+            merged[name] = value
+        elif name.startswith("count.") or name in ("negative_feedback", "score"):
+            merged[name] = merged[name] + value
+        else:  # video_max_percent*, last_event_at: the larger wins
+            merged[name] = max(merged[name], value)
+    return merged
