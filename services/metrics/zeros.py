@@ -14,9 +14,8 @@ from typing import Any
 from shared.contract import Emotion
 
 from .counting import Labels
+from .funnel import DEFAULT_STAGES
 from .series import SERIES
-
-DEFAULT_STAGES = ("stranger", "visitor", "contact", "prospect", "customer", "promoter")
 
 
 def _labels(name: str, **values: str) -> tuple[str, Labels]:

@@ -55,7 +55,10 @@ def _call(n: int, run: str) -> dict[str, object]:
 
 
 @contextlib.asynccontextmanager
-async def _ingest_server(dsn: str, topic: str, workers: int) -> AsyncIterator[str]:
+async def ingest_server(
+    dsn: str, topic: str, workers: int
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """Ingest in its own process(es) on ``dsn`` publishing to ``topic``, once healthy."""
     port = free_port()
     env = {**os.environ, "TRAYECTO_DATABASE_URL": dsn, "TRAYECTO_LOG_LEVEL": "WARNING"}
     argv = ("-m", "shared.bench.server", "ingest", str(port), topic, str(workers))
@@ -69,7 +72,7 @@ async def _ingest_server(dsn: str, topic: str, workers: int) -> AsyncIterator[st
             if process.returncode is not None or time.monotonic() > deadline:
                 raise RuntimeError("the benchmark's ingest server did not become healthy")
             await asyncio.sleep(0.2)
-        yield url
+        yield url, process
 
 
 async def _stored(dsn: str) -> int:
@@ -154,7 +157,7 @@ async def run(
         report.context["ingest_workers"] = str(workers)
         rates: dict[str, list[float]] = {}
         failed: dict[str, int] = {"single": 0, "batch": 0}
-        async with _ingest_server(dsn, topic, workers) as url:
+        async with ingest_server(dsn, topic, workers) as (url, _):
             with tempfile.TemporaryDirectory() as tmp:
 
                 async def load(name: str, batch: int, connections: int, secs: float) -> None:

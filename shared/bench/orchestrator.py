@@ -94,12 +94,7 @@ async def _events(
     rates: dict[str, list[float]] = {}
     topics = OrchestratorTopics.prefixed(f"bench.{uuid.uuid4().hex[:10]}.")
     async with throwaway_database(settings) as dsn, throwaway_topics(settings, topics.all):
-        await migrate(dsn)
-        conn = await asyncpg.connect(dsn)
-        try:
-            await publish(conn, load_journey(JOURNEY), JOURNEY)
-        finally:
-            await conn.close()
+        await prepare_database(dsn)
         await _produce(settings, topics.touchpoints, events, progress)
         for round_ in range(1, rounds + 1):
             step = f"orchestrator: round {round_}/{rounds}"
@@ -115,6 +110,16 @@ async def _events(
     report.add("orchestrator.drained_s", median["drained"], "s")
     report.add("orchestrator.raw_consume_write.events_per_s", median["raw"], "events/s")
     report.add("orchestrator.ratio_to_raw", median["events"] / median["raw"], "ratio")
+
+
+async def prepare_database(dsn: str) -> None:
+    """Migrations and the benchmark journey on a fresh database."""
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await publish(conn, load_journey(JOURNEY), JOURNEY)
+    finally:
+        await conn.close()
 
 
 def _lead(prospect: str) -> TouchpointEvent:

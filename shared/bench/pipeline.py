@@ -31,14 +31,12 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.ingest.sources import add_source
-from services.orchestrator.journey import load_journey
-from services.orchestrator.journey.store import publish
 from services.orchestrator.topics import OrchestratorTopics
-from shared.db import migrate
 from shared.kafka.admin import topic_partitions
 from shared.settings import Settings
 
-from .orchestrator import JOURNEY
+from .ingest import ingest_server
+from .orchestrator import prepare_database
 from .report import Report
 from .resources import free_port, service_process, throwaway_database, throwaway_topics
 
@@ -145,39 +143,20 @@ async def _platform(
         key = (await add_source(conn, "bench", rate_limit=10_000_000)).write_key
     finally:
         await conn.close()
-    env = {
-        **os.environ,
-        "TRAYECTO_DATABASE_URL": dsn,
-        "TRAYECTO_LOG_LEVEL": "WARNING",
-        "TRAYECTO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-    }
-    port = free_port()
+    env = {**os.environ, "TRAYECTO_DATABASE_URL": dsn, "TRAYECTO_LOG_LEVEL": "WARNING",
+           "TRAYECTO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}  # fmt: skip
     prefix = topics.touchpoints.removesuffix(OrchestratorTopics().touchpoints)
     group = f"bench-e2e-{uuid.uuid4().hex[:8]}"
     async with contextlib.AsyncExitStack() as stack:
-        ingest = await stack.enter_async_context(
-            service_process(
-                ("-m", "shared.bench.server", "ingest", str(port), topics.touchpoints, "1"), env
-            )
-        )
+        url, ingest = await stack.enter_async_context(ingest_server(dsn, topics.touchpoints, 1))
         pids = [ingest.pid]
         for _ in range(orchestrators):
             argv = ("-m", "shared.bench.server", "orchestrator", str(free_port()), prefix, group)
             pids.append((await stack.enter_async_context(service_process(argv, env))).pid)
         auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         client = await stack.enter_async_context(
-            httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": auth}, timeout=60
-            )
+            httpx.AsyncClient(base_url=url, headers={"Authorization": auth}, timeout=60)
         )
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get("/healthz")).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the benchmark's ingest server did not become healthy")
-            await asyncio.sleep(0.2)
         yield client, pids
 
 
@@ -253,12 +232,7 @@ async def run(
     async with throwaway_topics(settings, [*topics.all, echo]):
         for orchestrators in (1, 2):
             async with throwaway_database(settings) as dsn:
-                await migrate(dsn)
-                conn = await asyncpg.connect(dsn)
-                try:
-                    await publish(conn, load_journey(JOURNEY), JOURNEY)
-                finally:
-                    await conn.close()
+                await prepare_database(dsn)
                 async with (
                     _Commands(settings, topics.commands) as commands,
                     _platform(settings, dsn, topics, orchestrators) as (client, pids),

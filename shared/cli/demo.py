@@ -14,21 +14,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from services.ingest.sources import add_source
-
 from ..settings import Settings
 from ..simulate import Stats, load_profile, simulate
 from ..stack.mailcapture import MailCapture
+from .simulate_cmd import new_source
 
 
 async def new_write_key(settings: Settings) -> tuple[str, str]:
     """A source of its own for this run: (name, write key)."""
     name = f"up-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    conn = await asyncpg.connect(settings.database_url, timeout=10)
-    try:
-        return name, (await add_source(conn, name)).write_key
-    finally:
-        await conn.close()
+    return name, await new_source(settings, name)
 
 
 class Campaign:
@@ -89,33 +84,17 @@ class Campaign:
         )
 
 
-async def _funnels(settings: Settings) -> list[object]:
-    from services.metrics.funnel import funnel
-
-    conn = await asyncpg.connect(settings.database_url, timeout=5)
-    try:
-        return list(await funnel(conn))
-    finally:
-        await conn.close()
-
-
 def dashboard(settings: Settings, campaign: Campaign | None) -> RenderableType:
     """The funnel table of every journey and persona, and the campaign's progress."""
-    from services.metrics.funnel import Funnel
-
-    from .funnel_cmd import CELL, matrix
+    from .funnel_cmd import CELL, FunnelCommandError, fetch, tables
 
     parts: list[RenderableType] = []
     try:
-        funnels = [f for f in asyncio.run(_funnels(settings)) if isinstance(f, Funnel)]
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        funnels = asyncio.run(fetch(settings.database_url, {}))
+    except (FunnelCommandError, asyncpg.PostgresError, TimeoutError) as exc:
         parts.append(Text(f"funnel unavailable: {exc}", style="red"))
         funnels = []
-    by_stages: dict[tuple[str, ...], list[Funnel]] = {}
-    for f in funnels:
-        by_stages.setdefault(tuple(s.stage for s in f.stages), []).append(f)
-    for stages, group in by_stages.items():
-        parts.append(matrix(group, stages))
+    parts += tables(funnels, variants=False)
     if not funnels:
         parts.append(Text("no prospect has entered a journey yet"))
     parts.append(Text(CELL, style="dim"))

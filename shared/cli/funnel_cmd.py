@@ -57,7 +57,7 @@ def funnel_command(
     }
     settings = load_settings()
     with friendly_errors(FunnelCommandError, FunnelQueryError, OSError, asyncpg.PostgresError):
-        funnels = asyncio.run(_fetch(settings.database_url, filters))
+        funnels = asyncio.run(fetch(settings.database_url, filters))
     if as_json:
         typer.echo(json.dumps([f.model_dump(mode="json") for f in funnels], indent=2))
         return
@@ -81,7 +81,7 @@ def _when(value: str | None, option: str) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-async def _fetch(url: str, filters: dict[str, Any]) -> list[Funnel]:
+async def fetch(url: str, filters: dict[str, Any]) -> list[Funnel]:
     from services.metrics.funnel import funnel
 
     try:
@@ -113,16 +113,24 @@ def cell(stage: StageFunnel, last: bool, sep: str = " · ") -> str:
     return sep.join(parts)
 
 
-def _print(funnels: Sequence[Funnel]) -> None:
-    """A persona-by-stage matrix per list of stages (most journeys share the default)."""
+def tables(funnels: Sequence[Funnel], *, variants: bool = True) -> list[Table]:
+    """A persona-by-stage matrix per list of stages (most journeys share the default),
+    each followed by its A/B variants when asked and there are some."""
     by_stages: dict[tuple[str, ...], list[Funnel]] = {}
     for f in funnels:
         by_stages.setdefault(tuple(s.stage for s in f.stages), []).append(f)
-    console.print(f"{CELL} {LAST}", highlight=False)
+    found: list[Table] = []
     for stages, group in by_stages.items():
-        console.print(matrix(group, stages))
-        if any(f.variants for f in group):
-            console.print(_variants(group, stages))
+        found.append(matrix(group, stages))
+        if variants and any(f.variants for f in group):
+            found.append(_variants(group, stages))
+    return found
+
+
+def _print(funnels: Sequence[Funnel]) -> None:
+    console.print(f"{CELL} {LAST}", highlight=False)
+    for table in tables(funnels):
+        console.print(table)
 
 
 def matrix(funnels: Sequence[Funnel], stages: Sequence[str], sep: str = " · ") -> Table:

@@ -254,15 +254,7 @@ def show(
     yaml: bool = typer.Option(False, "--yaml", help="Print the YAML as published"),
 ) -> None:
     """A published version: persona, entry, stages, goals, steps and policies."""
-    from services.orchestrator.journey.store import get_version, list_versions
-
-    async def fetch(conn: asyncpg.Connection) -> tuple[StoredVersion | None, list[VersionInfo]]:
-        return await get_version(conn, journey, version), await list_versions(conn, journey)
-
-    stored, infos = _run(fetch)
-    if stored is None:
-        err_console.print(f"[red]Error:[/] {_not_found(journey, version, infos)}")
-        raise typer.Exit(1)
+    stored, infos = _published(journey, version)
     if yaml:
         typer.echo(stored.source, nl=not stored.source.endswith("\n"))
         return
@@ -352,7 +344,7 @@ def render(
         err_console.print(f"[red]Error:[/] no journey file {escape(source)}")
         raise typer.Exit(1)
     else:
-        stored = _published(source, version)
+        stored, _ = _published(source, version)
         journey, version = stored.definition, stored.info.version
     drawn = layout(journey, version)
     if out.suffix.lower() == ".svg":
@@ -368,8 +360,9 @@ def render(
     )
 
 
-def _published(journey: str, version: int | None) -> StoredVersion:
-    """A published version (the live one by default), or the reason there is none."""
+def _published(journey: str, version: int | None) -> tuple[StoredVersion, list[VersionInfo]]:
+    """A published version (the live one by default) and every version of the journey,
+    or the reason there is none."""
     from services.orchestrator.journey.store import get_version, list_versions
 
     async def fetch(conn: asyncpg.Connection) -> tuple[StoredVersion | None, list[VersionInfo]]:
@@ -379,7 +372,7 @@ def _published(journey: str, version: int | None) -> StoredVersion:
     if stored is None:
         err_console.print(f"[red]Error:[/] {_not_found(journey, version, infos)}")
         raise typer.Exit(1)
-    return stored
+    return stored, infos
 
 
 # ---------------------------------------------------------------- summary

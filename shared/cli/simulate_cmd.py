@@ -34,7 +34,8 @@ def _reachable(url: str) -> bool:
         return False
 
 
-async def _new_source(settings: Settings, name: str) -> str:
+async def new_source(settings: Settings, name: str) -> str:
+    """A new source named ``name``; its write key (shown once, stored hashed)."""
     conn = await asyncpg.connect(settings.database_url, timeout=5)
     try:
         return (await add_source(conn, name)).write_key
@@ -45,7 +46,7 @@ async def _new_source(settings: Settings, name: str) -> str:
 def _write_key(settings: Settings, run_id: str, out: Console) -> str:
     name = f"simulator-{run_id}"
     try:
-        key = asyncio.run(_new_source(settings, name))
+        key = asyncio.run(new_source(settings, name))
     except (OSError, asyncpg.PostgresError, SourceError, TimeoutError) as exc:
         err_console.print(
             f"[red]Error:[/] cannot create a source on {escape(settings.database_url)} ({exc}); "

@@ -35,6 +35,7 @@ from services.orchestrator import create_app as create_orchestrator
 from services.orchestrator.journey import load_journey
 from services.orchestrator.journey.store import publish, publish_directory
 from services.orchestrator.topics import OrchestratorTopics
+from shared.bench.resources import throwaway_database
 from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
@@ -155,24 +156,6 @@ class Platform:
         return Counter({r["t"]: r["n"] for r in rows})
 
 
-@contextlib.asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[str]:
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(settings.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"{settings.database_url.rpartition('/')[0]}/{name}"
-    finally:
-        admin = await asyncpg.connect(settings.database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 def _smtp_ready(port: int) -> bool:
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=1) as client:
@@ -205,7 +188,7 @@ def mail_capture(maildir: Path) -> Any:
 
 @contextlib.asynccontextmanager
 async def platform(settings: Settings, tmp: Path) -> AsyncIterator[Platform]:
-    async with database(settings) as dsn:
+    async with throwaway_database(settings) as dsn:
         await migrate(dsn)
         prefix = f"test.{uuid.uuid4().hex[:12]}."
         topics = OrchestratorTopics.prefixed(prefix)
