@@ -10,61 +10,66 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 
-from shared import outbox
 from shared.contract import TimerFired
 from shared.db import Connection
+from shared.kafka.codec import CONTENT_TYPE, EVENT_ID_HEADER, TYPE_HEADER, VERSION_HEADER
 
 from .topics import OrchestratorTopics
 
 log = logging.getLogger(__name__)
-FIRED_NAMESPACE = uuid.UUID("0e7a4c1c-6f3f-4b5e-9d3a-74696d657273")
 CLAIM_BATCH = 1000
+FIRED_ID_PREFIX = "trayecto.timer.fired:"
+"""The fired event's id is ``md5(prefix || timer_id)`` as a UUID: a re-publication of the
+same outbox row carries the same id, and the consumers' dedupe drops it."""
+
+# One statement: claim the due timers (deleted, so nobody fires them again), and write a
+# TimerFired outbox row for each, built by PostgreSQL from the deleted row. The message's
+# shape is the contract's (shared.contract.TimerFired; a test decodes these rows with the
+# contract and compares them with the model built in Python).
+_CLAIM = f"""
+WITH due AS (
+    DELETE FROM timers t USING (
+        SELECT timer_id FROM timers WHERE due_at <= now()
+        ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
+    ) d
+    WHERE t.timer_id = d.timer_id
+    RETURNING t.*
+), fired AS (
+    SELECT due.*, md5('{FIRED_ID_PREFIX}' || timer_id::text)::uuid AS event_id FROM due
+)
+INSERT INTO outbox (topic, key, value, headers)
+SELECT $2, convert_to(prospect_id, 'UTF8'),
+       convert_to(json_build_object(
+           'schema_version', $3::int, 'event_id', event_id, 'prospect_id', prospect_id,
+           'kind', $4::text, 'timer_id', timer_id, 'run_id', run_id, 'journey', journey,
+           'journey_version', journey_version, 'step', step,
+           'due_at', due_at, 'fired_at', clock_timestamp(),
+           'payload', payload
+       )::text, 'UTF8'),
+       $5::jsonb || jsonb_build_object('{EVENT_ID_HEADER}', event_id::text)
+FROM fired
+"""
+
+
+def fired_event_id(timer_id: uuid.UUID) -> uuid.UUID:
+    """The event id of the TimerFired message a timer becomes (as :data:`_CLAIM` derives it)."""
+    return uuid.UUID(hashlib.md5(f"{FIRED_ID_PREFIX}{timer_id}".encode()).hexdigest())
 
 
 async def claim_due(conn: Connection, topics: OrchestratorTopics, limit: int = CLAIM_BATCH) -> int:
     """Fire up to ``limit`` due timers (into the outbox); returns how many."""
-    async with conn.transaction():
-        rows = await conn.fetch(
-            """
-            DELETE FROM timers t USING (
-                SELECT timer_id FROM timers WHERE due_at <= now()
-                ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED
-            ) due
-            WHERE t.timer_id = due.timer_id
-            RETURNING t.*
-            """,
-            limit,
-        )
-        fired_at = datetime.now(UTC)
-        await outbox.add(
-            conn,
-            [
-                (
-                    topics.timers,
-                    TimerFired(
-                        event_id=uuid.uuid5(FIRED_NAMESPACE, str(row["timer_id"])),
-                        prospect_id=row["prospect_id"],
-                        timer_id=row["timer_id"],
-                        run_id=row["run_id"],
-                        journey=row["journey"],
-                        journey_version=row["journey_version"],
-                        step=row["step"],
-                        due_at=row["due_at"],
-                        fired_at=fired_at,
-                        payload=json.loads(row["payload"]),
-                    ),
-                )
-                for row in rows
-            ],
-        )
-    return len(rows)
+    kind = TimerFired.model_fields["kind"].default
+    version = TimerFired.SCHEMA_VERSION
+    headers = {"content-type": CONTENT_TYPE, TYPE_HEADER: kind, VERSION_HEADER: str(version)}
+    status = await conn.execute(_CLAIM, limit, topics.timers, version, kind, json.dumps(headers))
+    return int(status.rpartition(" ")[2])
 
 
 async def fire_forever(
