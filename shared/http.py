@@ -34,7 +34,7 @@ class ApiError(Exception):
         status: int,
         message: str,
         *,
-        errors: Sequence[Mapping[str, str]] = (),
+        errors: Sequence[Mapping[str, object]] = (),
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)

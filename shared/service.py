@@ -22,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from .redaction import install_redaction
 from .settings import ServiceName, Settings
 
 Check = Callable[[], Awaitable[bool]]
@@ -101,17 +102,19 @@ async def run_http(app: FastAPI, settings: Settings, port: int) -> None:
         host=settings.http_host,
         port=port,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=settings.log_level == "DEBUG",  # tokens in paths are redacted
         lifespan="on",
     )
     await uvicorn.Server(config).serve()
 
 
 def configure_logging(settings: Settings, service: str) -> None:
+    """The service's log format, with secrets redacted from every line (shared.redaction)."""
     logging.basicConfig(
         level=settings.log_level,
         format=f"%(asctime)s %(levelname)-7s {service:<12} %(name)s: %(message)s",
     )
+    install_redaction(settings)
 
 
 def kafka_check(settings: Settings) -> Check:

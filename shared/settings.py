@@ -7,6 +7,7 @@ else reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -16,6 +17,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["ingest", "orchestrator", "delivery", "metrics"]
 SERVICES: tuple[ServiceName, ...] = ("ingest", "orchestrator", "delivery", "metrics")
+MIN_ADMIN_TOKEN_CHARS = 16
+WRITE_KEY_PREFIXES = ("tk_", "gk_")
+"""How write keys and Google Ads webhook keys start (see services/ingest/sources.py)."""
+SECRET_SETTINGS = frozenset({"admin_token", "tracking_keys", "webhook_secret"})
+"""Settings whose values are secrets as a whole (URLs may hold a password too)."""
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@\s/]*@")
+
+
+def without_password(text: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:***@host``, anywhere in ``text``."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def shown_value(setting: str, value: object) -> str:
+    """A setting's value as it may be printed: secrets hidden, URL passwords masked."""
+    if setting in SECRET_SETTINGS:
+        return "(hidden)"
+    return repr(without_password(str(value)))
 
 
 def _default_cache_dir() -> Path:
@@ -38,7 +57,10 @@ def _default_content_dir() -> Path:
 class Settings(BaseSettings):
     """Configuration of every Trayecto process (see the README's table)."""
 
-    model_config = SettingsConfigDict(env_prefix="TRAYECTO_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a traceback must not print a bad value (it may be a secret).
+    model_config = SettingsConfigDict(
+        env_prefix="TRAYECTO_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port list"
@@ -82,6 +104,10 @@ class Settings(BaseSettings):
     )
     form_thanks_url: str = Field(
         "", description="Where landing-page forms redirect; empty: ingest's own thank-you page"
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of ingest's admin API (/v1/admin, /v1/prospects); unset: off",
     )
     # Delivery.
     smtp_sender: str = Field(
@@ -158,6 +184,21 @@ class Settings(BaseSettings):
             if not ok:
                 raise ValueError(f"expected channel=messages_per_second[,...], got {item!r}")
         return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        token = value.get_secret_value().strip() if value is not None else ""
+        if not token:
+            return None  # an empty variable leaves the admin API off
+        if len(token) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters (a random secret, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if token.startswith(WRITE_KEY_PREFIXES):
+            raise ValueError("looks like a source's write key: the admin token is its own secret")
+        return SecretStr(token)
 
     @field_validator("smtp_url")
     @classmethod

@@ -132,6 +132,13 @@ class Ingestor:
             return normalise.alias(call, message_id, received)
         return normalise.touchpoint(call, message_id, received, links)
 
+    def forget(self, ids: Sequence[str]) -> None:
+        """Drop erased ids from this process's link cache (other processes: on restart)."""
+        gone = set(ids)
+        for anonymous, user in list(self._links.items()):
+            if anonymous in gone or user in gone:
+                del self._links[anonymous]
+
     async def forget_old_messages(self) -> int:
         """Drop messageIds older than the dedupe window; returns how many."""
         status = await self._pool.execute(

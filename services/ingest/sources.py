@@ -23,6 +23,18 @@ class SourceError(ValueError):
     """A source operation that cannot be done (bad name, exists, unknown)."""
 
 
+class InvalidSourceName(SourceError):
+    """The name does not match :data:`NAME_PATTERN`."""
+
+
+class SourceExists(SourceError):
+    """A source of that name exists already (revoked ones included)."""
+
+
+class UnknownSource(SourceError):
+    """No active source of that name."""
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     id: int
@@ -60,7 +72,7 @@ async def add_source(
 ) -> NewSource:
     """Create a source; its keys are returned here once and never stored in clear."""
     if not NAME_PATTERN.match(name):
-        raise SourceError(
+        raise InvalidSourceName(
             f"source name {name!r} must be 1-100 characters of a-z, 0-9, '.', '_' or '-', "
             "starting with a letter or digit"
         )
@@ -77,7 +89,7 @@ async def add_source(
             rate_limit,
         )
     except asyncpg.UniqueViolationError as exc:
-        raise SourceError(f"a source named {name!r} exists already") from exc
+        raise SourceExists(f"a source named {name!r} exists already") from exc
     return NewSource(name, write_key, google)
 
 
@@ -105,7 +117,7 @@ async def revoke_source(conn: Connection | asyncpg.Pool, name: str) -> None:
         "UPDATE sources SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", name
     )
     if status == "UPDATE 0":
-        raise SourceError(f"no active source named {name!r} (see `trayecto sources list`)")
+        raise UnknownSource(f"no active source named {name!r} (see `trayecto sources list`)")
 
 
 async def list_sources(conn: Connection | asyncpg.Pool) -> list[SourceInfo]:

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from ..settings import Settings
+from ..settings import Settings, shown_value
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,7 +24,7 @@ def load_settings() -> Settings:
             field = ".".join(str(part) for part in error["loc"])
             err_console.print(
                 f"[red]Invalid setting TRAYECTO_{field.upper()}[/]: {error['msg']} "
-                f"(got {error.get('input')!r})"
+                f"(got {shown_value(field, error.get('input'))})"
             )
         raise typer.Exit(2) from exc
 

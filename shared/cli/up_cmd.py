@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,11 +30,13 @@ from services.orchestrator.journey import JourneyError
 
 from .. import stack
 from ..db import MigrationError, migrate
-from ..settings import SERVICES, ServiceName, Settings
+from ..settings import SERVICES, ServiceName, Settings, without_password
 from ..stack.mailcapture import MailCapture
 from .common import console, friendly_errors, load_settings
 from .demo import Campaign, dashboard, new_write_key
 
+ADMIN_TOKEN_PREFIX = "ta_"
+"""Admin tokens ``trayecto up`` makes start so (write keys start ``tk_``)."""
 _COLOURS = {"ingest": "cyan", "orchestrator": "magenta", "delivery": "yellow", "metrics": "green"}
 
 
@@ -71,7 +75,18 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _start_services(settings: Settings) -> dict[ServiceName, subprocess.Popen[str]]:
+def _admin_token(settings: Settings) -> tuple[str | None, dict[str, str]]:
+    """(a token made for this run, or None when TRAYECTO_ADMIN_TOKEN is set; the
+    services' environment). The services get the token through their environment."""
+    if settings.admin_token is not None:
+        return None, dict(os.environ)
+    token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, {**os.environ, "TRAYECTO_ADMIN_TOKEN": token}
+
+
+def _start_services(
+    settings: Settings, env: dict[str, str]
+) -> dict[ServiceName, subprocess.Popen[str]]:
     processes: dict[ServiceName, subprocess.Popen[str]] = {}
     logs = _log_dir(settings)
     logs.mkdir(parents=True, exist_ok=True)
@@ -84,6 +99,7 @@ def _start_services(settings: Settings) -> dict[ServiceName, subprocess.Popen[st
             text=True,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            env=env,
         )
         log = logs / f"{service}.log"
         threading.Thread(target=_pump, args=(service, process, log), daemon=True).start()
@@ -104,7 +120,7 @@ def _stop_services(processes: dict[ServiceName, subprocess.Popen[str]]) -> None:
             process.wait()
 
 
-def _summary(settings: Settings, source: str, write_key: str) -> Table:
+def _summary(settings: Settings, source: str, write_key: str, admin_token: str | None) -> Table:
     base = "http://127.0.0.1"
     ingest, metrics = f"{base}:{settings.ingest_port}", f"{base}:{settings.metrics_port}"
     table = Table(title="Trayecto is running")
@@ -112,6 +128,9 @@ def _summary(settings: Settings, source: str, write_key: str) -> Table:
     table.add_column("where", overflow="fold")
     table.add_row("Event API (ingest)", f"{ingest}/v1/track, /v1/batch, …  ·  docs {ingest}/docs")
     table.add_row("Write key", f"{write_key}  (source {source}, the HTTP Basic user)")
+    # A token set in the environment is not echoed; one made for this run is shown once.
+    shown = f"{admin_token}  (made for this run)" if admin_token else "TRAYECTO_ADMIN_TOKEN"
+    table.add_row("Admin token", f"{shown}  ·  Bearer for {ingest}/v1/admin/…, /v1/prospects/…")
     table.add_row("Journey maps", f"{metrics}/map")
     table.add_row("Funnel API", f"{metrics}/v1/funnel  ·  or `trayecto funnel`")
     table.add_row("Prospects", f"{base}:{settings.orchestrator_port}/v1/prospects/{{id}}")
@@ -120,9 +139,10 @@ def _summary(settings: Settings, source: str, write_key: str) -> Table:
         "  ".join(f"{s} :{settings.service_port(s)}" for s in SERVICES),
     )
     table.add_row("Prometheus", f"{base}:{settings.prometheus_port}  (alerts: /alerts)")
-    table.add_row("Kafka · PostgreSQL", f"{settings.kafka_bootstrap} · {settings.database_url}")
+    database, smtp = without_password(settings.database_url), without_password(settings.smtp_url)
+    table.add_row("Kafka · PostgreSQL", f"{settings.kafka_bootstrap} · {database}")
     mail = MailCapture(settings)
-    table.add_row("Mail capture", f"{settings.smtp_url}  ·  messages in {mail.maildir}/new")
+    table.add_row("Mail capture", f"{smtp}  ·  messages in {mail.maildir}/new")
     table.add_row("Service logs", f"{_log_dir(settings)}/<service>.log")
     return table
 
@@ -222,7 +242,8 @@ def up(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    processes = _start_services(settings)
+    admin_token, env = _admin_token(settings)
+    processes = _start_services(settings, env)
     failed: str | None = None
     simulated: Campaign | None = None
     try:
@@ -242,7 +263,7 @@ def up(
             time.sleep(0.3)
         if not stopping.is_set():
             source, write_key = asyncio.run(new_write_key(settings))
-            console.print(_summary(settings, source, write_key))
+            console.print(_summary(settings, source, write_key, admin_token))
             console.print("Press Ctrl-C to stop everything.")
             if campaign:
                 simulated = Campaign(settings, write_key, rate, seed)
