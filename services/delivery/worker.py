@@ -89,7 +89,8 @@ class Worker:
                 log.exception("claiming deliveries failed; retrying")
                 claimed = []
             if claimed:
-                await asyncio.gather(*(self._send_one(c, n) for c, n in claimed))
+                claimed_at = loop.time()
+                await asyncio.gather(*(self._send_one(c, n, claimed_at) for c, n in claimed))
             else:
                 await asyncio.sleep(poll_s)
 
@@ -136,15 +137,15 @@ class Worker:
         if rows:
             self._relay_wake.set()
 
-    async def _send_one(self, command: DeliveryCommand, attempt: int) -> None:
+    async def _send_one(self, command: DeliveryCommand, attempt: int, claimed_at: float) -> None:
         async with self._slots:
             try:
-                await self._deliver(command, attempt)
+                await self._deliver(command, attempt, claimed_at)
             except (OSError, asyncpg.PostgresError):
                 # The row stays claimed; recovery retries it after the lease.
                 log.exception("recording delivery %s failed", command.command_id)
 
-    async def _deliver(self, command: DeliveryCommand, attempt: int) -> None:
+    async def _deliver(self, command: DeliveryCommand, attempt: int, claimed_at: float) -> None:
         reason = await self._suppressed(command)
         if reason is not None:
             await self._finish(command, attempt, "skipped", DeliveryStatus.SKIPPED, reason)
@@ -187,13 +188,38 @@ class Worker:
             self._handoffs += 1
             if self.after_handoff is not None:
                 await self.after_handoff(self._handoffs)
-            await self._finish(command, attempt, "sent", DeliveryStatus.SENT, answer)
+            await self._record_sent(command, attempt, answer, claimed_at)
+
+    async def _record_sent(
+        self, command: DeliveryCommand, attempt: int, answer: str, claimed_at: float
+    ) -> None:
+        """The server has the message: record it so, riding out a short database outage.
+
+        Tries until half the lease has passed since the claim: recovery, which reports
+        a claim older than the lease in doubt, cannot meanwhile. A longer outage leaves
+        the delivery to recovery (in doubt, not resent).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = claimed_at + self._settings.delivery_lease_s / 2
+        while True:
+            try:
+                await self._finish(command, attempt, "sent", DeliveryStatus.SENT, answer)
+                return
+            except (OSError, asyncpg.PostgresError):
+                if loop.time() + 1 >= deadline:
+                    raise
+                log.warning("recording sent delivery %s failed; retrying", command.command_id)
+                await asyncio.sleep(1)
 
     async def _suppressed(self, command: DeliveryCommand) -> str | None:
+        # An erased person's suppressions are kept by the hash of the address only.
+        address = command.recipient.get("email")
         reason: str | None = await self._pool.fetchval(
-            "SELECT reason FROM suppressions WHERE prospect_id = $1 AND channel = $2",
+            "SELECT reason FROM suppressions WHERE channel = $2"
+            " AND (prospect_id = $1 OR address_hash = address_hash($3)) LIMIT 1",
             command.prospect_id,
             command.channel.value,
+            address if isinstance(address, str) else None,
         )
         return reason
 

@@ -22,7 +22,7 @@ from shared.service import (
 from shared.settings import Settings
 
 from .api import funnel_router
-from .consumer import GROUP, Counter, KnownJourneys
+from .consumer import GROUP, Counter, KnownJourneys, forget_old_ids
 from .exporter import Exporter
 from .gauges import KafkaGauges, database_gauges
 from .map.routes import map_router
@@ -60,12 +60,16 @@ def create_app(
             settings, topics.inputs, counter.handle, group=group, client_id="metrics",
             registry=registry,
         )  # fmt: skip
-        task = supervised("metrics-consumer", consumer)
+        tasks = [
+            supervised("metrics-consumer", consumer),
+            supervised("metrics-retention", forget_old_ids(pool, group)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await kafka.close()
             await pool.close()
 

@@ -4,6 +4,11 @@ Kafka delivers at least once; the offsets counted so far live in PostgreSQL next
 series and move in the same transaction as the batch's increments. A batch delivered
 again (a crash before the Kafka commit, a rebalance) finds its offsets already counted
 and adds nothing, so ``increase()`` over any window never counts a message twice.
+
+Producers publish at least once too: a copy of a message under a new offset (ingest or
+an outbox relay killed between Kafka's ack and recording it publishes again) carries
+the same event id. Event ids are claimed in ``processed_events`` in the same
+transaction, so a copy is dropped (``outcome="duplicate"``) instead of counted again.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import asyncpg
 from pydantic import ValidationError
@@ -25,6 +32,8 @@ from .counting import Known, Tally, count
 
 log = logging.getLogger(__name__)
 GROUP = "trayecto-metrics"
+DEDUPE_RETENTION = timedelta(days=14)
+"""Longer than Kafka keeps records (7 days by default): no copy can be older."""
 
 
 class KnownJourneys:
@@ -113,7 +122,12 @@ class Counter:
             if isinstance(j := getattr(m, "properties", {}).get("journey"), str)
         }
         await self._journeys.cover(conn, journeys)
+        fresh = await _claim(conn, self._consumer, [m.event_id for _, m in decoded])
         for topic, message in decoded:
+            if message.event_id not in fresh:
+                tally.inc("trayecto_metrics_events_total", topic=topic, outcome="duplicate")
+                continue
+            fresh.discard(message.event_id)  # a copy later in the same batch is one too
             try:
                 count(tally, message, self._journeys.known)
             except TypeError as exc:
@@ -123,3 +137,32 @@ class Counter:
             tally.inc("trayecto_metrics_events_total", topic=topic, outcome="counted")
         if next_offsets:
             await store.add(conn, self._consumer, tally, next_offsets)
+
+
+async def _claim(conn: Connection, consumer: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """The event ids not counted before, now recorded as counted."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (consumer, event_id)"
+        " SELECT $1, e FROM unnest($2::uuid[]) AS t(e)"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        consumer,
+        ids,
+    )
+    return {row["event_id"] for row in rows}
+
+
+async def forget_old_ids(pool: asyncpg.Pool, consumer: str = GROUP) -> None:
+    """Drop counted event ids older than ``DEDUPE_RETENTION``, every hour."""
+    while True:
+        try:
+            await pool.execute(
+                "DELETE FROM processed_events WHERE consumer = $1"
+                " AND processed_at < now() - $2::interval",
+                consumer,
+                DEDUPE_RETENTION,
+            )
+        except (OSError, asyncpg.PostgresError):
+            log.exception("forgetting old event ids failed; the next round retries")
+        await asyncio.sleep(3600.0)

@@ -1,5 +1,6 @@
-"""PostgreSQL access: pool factory and migrations."""
+"""PostgreSQL access: pool factory, migrations, and which errors mean an outage."""
 
+from .errors import unavailable
 from .migrate import Migration, MigrationError, applied_migrations, load_migrations, migrate
 from .pool import Connection, create_pool
 
@@ -11,4 +12,5 @@ __all__ = [
     "create_pool",
     "load_migrations",
     "migrate",
+    "unavailable",
 ]

@@ -19,6 +19,8 @@ from rich.console import Console
 from shared import stack
 from shared.settings import Settings
 
+from .private_postgres import PrivatePostgres
+
 
 def _docker_engine() -> bool:
     if shutil.which("docker") is None:
@@ -68,3 +70,15 @@ async def fresh_database(settings: Settings) -> AsyncIterator[str]:
 def topic() -> str:
     """A topic name no other test uses."""
     return f"test.{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def private_postgres(settings: Settings) -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own, to stop, kill or fill; removed afterwards."""
+    server = PrivatePostgres(settings)
+    server.prepare()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()

@@ -1,7 +1,8 @@
 """A real SMTP server (aiosmtpd) on a free port that keeps what it receives.
 
 ``answers`` scripts the first DATA answers (e.g. ["451 4.3.0 try later"]); after them
-every message is accepted. ``refuse`` lists recipients answered 550 at RCPT.
+every message is accepted. ``refuse`` lists recipients answered 550 at RCPT. A test may
+pass its own ``Inbox`` subclass (other answers, delays).
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class SmtpServer:
         *,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
-        self.inbox = Inbox()
+        self.inbox = inbox if inbox is not None else Inbox()
         self.port = _free_port()
         options: dict[str, Any] = {}
         if starttls is not None:
