@@ -17,8 +17,10 @@ from shared.db import create_pool
 from shared.http import install_error_handlers
 from shared.kafka.producer import Producer
 from shared.ratelimit import RateLimiter
+from shared.redaction import install_redaction
 from shared.service import (
     add_ops_routes,
+    configure_logging,
     database_check,
     kafka_check,
     service_registry,
@@ -27,9 +29,10 @@ from shared.service import (
 from shared.settings import Settings
 from shared.topics import TOUCHPOINTS
 
-from . import events, leads, links
+from . import admin, events, leads, links, prospects
+from .outage import install_outage_handler
 from .pipeline import Ingestor
-from .segment import Alias, Batch, Identify, Page, Track
+from .segment import STORABLE_JSON, Alias, Batch, Identify, Page, Track
 from .sources import SourceAuth
 from .state import IngestState
 
@@ -39,6 +42,9 @@ CLEANUP_INTERVAL_S = 3600.0
 
 def create_app(settings: Settings, *, touchpoints_topic: str = TOUCHPOINTS) -> FastAPI:
     """The ingest app; tests pass their own topic name."""
+    # Links carry their token in the path and forms their write key in the query: the
+    # access log of whichever server runs this app must not keep them.
+    install_redaction(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +77,7 @@ def create_app(settings: Settings, *, touchpoints_topic: str = TOUCHPOINTS) -> F
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_outage_handler(app)
     add_ops_routes(
         app,
         "ingest",
@@ -83,13 +90,17 @@ def create_app(settings: Settings, *, touchpoints_topic: str = TOUCHPOINTS) -> F
         app.mount("/content/files", StaticFiles(directory=files), name="content-files")
     app.include_router(links.router)
     app.include_router(leads.router)
+    app.include_router(admin.router)
+    app.include_router(prospects.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 def from_environment() -> FastAPI:
     """App factory for worker processes: settings from the environment."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings, "ingest")  # a worker process starts with none
+    return create_app(settings)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -102,7 +113,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             [(m, "validation") for m in (Track, Page, Identify, Alias, Batch)],
             ref_template="#/components/schemas/{model}",
         )
-        document.setdefault("components", {}).setdefault("schemas", {}).update(schemas["$defs"])
+        document.setdefault("components", {}).setdefault("schemas", {}).update(
+            {**schemas["$defs"], "StorableJson": STORABLE_JSON}
+        )
         app.openapi_schema = document
     return app.openapi_schema
 

@@ -33,7 +33,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "Event over 32 KB or batch over 500 KB"},
     422: {"description": "Invalid fields, each named (batch: with its index)"},
     429: {"description": "Source over its rate limit; see Retry-After"},
-    503: {"description": "Kafka did not acknowledge; retry after Retry-After"},
+    503: {"description": "Kafka or PostgreSQL unavailable; retry after Retry-After"},
 }
 
 

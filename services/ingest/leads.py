@@ -15,15 +15,15 @@ from urllib.parse import parse_qsl, unquote
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from shared.http import ApiError
+from shared.http import ApiError, from_validation_error
 
 from .body import read_body
 from .events import ERRORS, State, accept, parse
-from .segment import MAX_EVENT_BYTES, Call, Identify, Track
+from .segment import MAX_EVENT_BYTES, NO_NUL, Call, Identify, Text, Track
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 
@@ -64,15 +64,15 @@ def _id_text(value: object) -> object:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-GoogleId = Annotated[str, BeforeValidator(_id_text), Field(max_length=100)]
+GoogleId = Annotated[Text, BeforeValidator(_id_text), Field(max_length=100)]
 
 
 class UserColumn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    column_id: str = Field(min_length=1, max_length=100)
+    column_id: Text = Field(min_length=1, max_length=100)
     column_name: str | None = Field(None, max_length=500)
-    string_value: str | None = Field(None, max_length=MAX_FIELD_CHARS)
+    string_value: Text | None = Field(None, max_length=MAX_FIELD_CHARS)
 
 
 class GoogleLead(BaseModel):
@@ -86,7 +86,7 @@ class GoogleLead(BaseModel):
     campaign_id: GoogleId | None = None
     google_key: str | None = None
     is_test: bool = False
-    gcl_id: str | None = Field(None, max_length=500)
+    gcl_id: Text | None = Field(None, max_length=500)
     adgroup_id: GoogleId | None = None
     creative_id: GoogleId | None = None
     user_column_data: list[UserColumn] = Field(default_factory=list, max_length=200)
@@ -297,11 +297,16 @@ _FORM_BODY = {
                 "properties": {
                     "email": {"type": "string", "format": "email"},
                     "anonymous_id": {"type": "string"},
-                    "gclid": {"type": "string"},
-                    **{utm: {"type": "string"} for utm in _UTM},
+                    "gclid": {"type": "string", "pattern": NO_NUL},
+                    **{utm: {"type": "string", "pattern": NO_NUL} for utm in _UTM},
                     HONEYPOT_FIELD: {"type": "string", "description": "Leave empty (honeypot)"},
                 },
-                "additionalProperties": {"type": "string", "description": "Becomes a trait"},
+                "propertyNames": {"pattern": NO_NUL},
+                "additionalProperties": {
+                    "type": "string",
+                    "pattern": NO_NUL,
+                    "description": "Becomes a trait",
+                },
             }
         }
         for media in ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -333,12 +338,15 @@ async def landing_form(
         raise ApiError(401, "unknown or revoked write key (the form's ?key=)")
     fields = await _read_form(request)
     if not is_bot(fields):  # a bot sees the same answer either way
-        calls = form_calls(
-            form,
-            fields,
-            cookie_id=cookie_anonymous_id(request.cookies.get("ajs_anonymous_id")),
-            page_url=request.headers.get("referer"),
-        )
+        try:
+            calls = form_calls(
+                form,
+                fields,
+                cookie_id=cookie_anonymous_id(request.cookies.get("ajs_anonymous_id")),
+                page_url=request.headers.get("referer"),
+            )
+        except ValidationError as exc:  # a value no consumer could store (NUL)
+            raise from_validation_error(exc) from exc
         await accept(state, source, calls)
     return RedirectResponse(state.settings.form_thanks_url or THANKS_PATH, status_code=303)
 

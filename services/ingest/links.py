@@ -39,7 +39,7 @@ from shared.tracking import (
 
 from .body import read_body
 from .events import Ok, accept, parse
-from .segment import Track
+from .segment import Text, Track
 from .sources import Source, builtin_source
 from .state import IngestState, ingest_state
 
@@ -89,7 +89,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "Forged token"},
     410: {"description": "Expired link"},
     429: {"description": "Tracking over its rate limit; see Retry-After"},
-    503: {"description": "Kafka did not acknowledge; retry after Retry-After"},
+    503: {"description": "Kafka or PostgreSQL unavailable; retry after Retry-After"},
 }
 TARGET_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
@@ -114,7 +114,7 @@ class Feedback(BaseModel):
 
     emotion: Emotion
     score: int | None = Field(None, ge=1, le=5)
-    comment: str | None = Field(None, max_length=2000)
+    comment: Text | None = Field(None, max_length=2000)
 
 
 def _json_body(model: type[BaseModel], *also: str) -> dict[str, Any]:

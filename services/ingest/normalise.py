@@ -114,7 +114,7 @@ def _cached_campaign(fields: tuple[tuple[str, str], ...], page_url: str | None) 
 
 def _campaign(raw: dict[str, Any], page_url: str | None) -> Campaign | None:
     fields = dict(raw)
-    query = dict(parse_qsl(urlsplit(page_url).query)) if page_url and "=" in page_url else {}
+    query = dict(_query(page_url))
     for key in ("source", "medium", "name", "term", "content"):
         if not fields.get(key) and query.get(f"utm_{key}"):
             fields[key] = query[f"utm_{key}"]
@@ -149,11 +149,7 @@ def channel_of(
         return Channel.ORGANIC_SEARCH
     if medium in _REFERRAL_MEDIA:
         return Channel.REFERRAL
-    query = (
-        {k.lower() for k, _ in parse_qsl(urlsplit(page_url).query)}
-        if page_url and "=" in page_url
-        else set()
-    )
+    query = {k.lower() for k, _ in _query(page_url)}
     if query.intersection(_SEARCH_CLICK_IDS):
         return Channel.PAID_SEARCH
     if query.intersection(_SOCIAL_CLICK_IDS):
@@ -164,15 +160,33 @@ def channel_of(
 
 
 def _referrer_channel(page_url: str | None, referrer: str | None) -> Channel:
-    host = (urlsplit(referrer).hostname or "") if referrer else ""
+    host = _host(referrer)
     if not host:
         return Channel.DIRECT
     if any(engine in host for engine in _SEARCH_ENGINES):
         return Channel.ORGANIC_SEARCH
     if host in _SOCIAL_HOSTS or set(host.split(".")).intersection(_SOCIAL_SOURCES):
         return Channel.ORGANIC_SOCIAL
-    own = (urlsplit(page_url).hostname or "") if page_url else ""
+    own = _host(page_url)
     return Channel.DIRECT if host == own else Channel.REFERRAL
+
+
+def _query(url: str | None) -> list[tuple[str, str]]:
+    """The query of ``url``; none when it has none or is not a URL (``http://[`` is not)."""
+    if not url or "=" not in url:
+        return []
+    try:
+        return parse_qsl(urlsplit(url).query)
+    except ValueError:
+        return []
+
+
+def _host(url: str | None) -> str:
+    """The host name of ``url``; empty when it has none or is not a URL."""
+    try:
+        return (urlsplit(url).hostname or "") if url else ""
+    except ValueError:
+        return ""
 
 
 def _page(

@@ -9,12 +9,44 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from shared.contract.storable import check_storable
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+NO_NUL = r"^[^\x00]*$"
+STORABLE_REF = {"$ref": "#/components/schemas/StorableJson"}
+STORABLE_OBJECT = {"type": "object", "propertyNames": {"pattern": NO_NUL}}
+STORABLE_JSON: dict[str, Any] = {
+    "description": "Any JSON value without the NUL character (\\u0000) in strings or keys",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": STORABLE_REF},
+        {**STORABLE_OBJECT, "additionalProperties": STORABLE_REF},
+    ],
+}
+"""The OpenAPI component of free-form values (the document adds it as ``StorableJson``)."""
 # Bodies come from JSON, so every value is a JSON value already; JsonValue's own
-# validation would cost a callback per value on the hottest path.
-Props = dict[str, Any]
+# validation would cost a callback per value on the hottest path. One walk per field
+# refuses what the wire contract refuses (NUL characters, NaN and infinite numbers),
+# so that a 422 names the field instead of a consumer dead-lettering the event.
+Props = Annotated[
+    dict[str, Any],
+    AfterValidator(check_storable),
+    WithJsonSchema({**STORABLE_OBJECT, "additionalProperties": STORABLE_REF}),
+]
+Text = Annotated[str, AfterValidator(check_storable), Field(json_schema_extra={"pattern": NO_NUL})]
 
 
 class _Call(BaseModel):
@@ -62,14 +94,14 @@ class _Call(BaseModel):
 
 class Track(_Call):
     type: Literal["track"] = "track"
-    event: str = Field(min_length=1, max_length=200)
+    event: Text = Field(min_length=1, max_length=200)
     properties: Props = Field(default_factory=dict)
 
 
 class Page(_Call):
     type: Literal["page", "screen"] = "page"
-    name: str | None = Field(None, max_length=200)
-    category: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, max_length=200)
+    category: Text | None = Field(None, max_length=200)
     properties: Props = Field(default_factory=dict)
 
 

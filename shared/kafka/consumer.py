@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -19,10 +20,43 @@ from .broker import make_broker
 
 log = logging.getLogger(__name__)
 Batch = list[ConsumerRecord[bytes, bytes]]
+_REPLACEMENT = "\ufffd"
 
 
 async def _undecoded(message: StreamMessage[Any]) -> Any:
     return message.body
+
+
+def _readable(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    """The record with headers FastStream can read and PostgreSQL can store.
+
+    Kafka allows any bytes, or null, as a header value; FastStream's parser decodes them
+    strictly, so one foreign record would fail its batch on every redelivery and stall
+    the partition. Consumers read headers as text (undecodable bytes replaced) and a
+    dead letter keeps them in a ``jsonb`` outbox column, which cannot hold NUL.
+    """
+    if all(
+        type(value) is bytes and value.isascii() and b"\x00" not in value and "\x00" not in key
+        for key, value in record.headers
+    ):
+        return record
+    headers = tuple(
+        (key.replace("\x00", _REPLACEMENT), _text(value).encode()) for key, value in record.headers
+    )
+    return dataclasses.replace(record, headers=headers)
+
+
+def _text(value: bytes | None) -> str:
+    return (
+        "" if value is None else bytes(value).decode(errors="replace").replace("\x00", _REPLACEMENT)
+    )
+
+
+async def _tolerant(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    parse: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    return await parse(tuple(_readable(r) for r in records))
 
 
 async def consume_batches(
@@ -59,6 +93,7 @@ async def consume_batches(
         # The handler decodes each record itself, so that one malformed record goes to
         # its dead-letter topic instead of failing the whole batch in FastStream's decoder.
         decoder=_undecoded,
+        parser=_tolerant,
     )
     async def on_batch(message: KafkaMessage) -> None:
         records = message.raw_message

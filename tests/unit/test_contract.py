@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
@@ -154,3 +155,62 @@ def test_every_message_type_has_a_topic_and_every_prospect_topic_a_type() -> Non
     for kind, model in MESSAGE_TYPES.items():
         assert model.model_fields["kind"].default == kind
         assert "schema_version" in model.model_fields
+
+
+# ---------------------------------------------------------------- values no consumer can store
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"name": "a\x00b"}, "name: contains a NUL character"),
+        ({"prospect_id": "\x00"}, "prospect_id: contains a NUL character"),
+        ({"properties": {"a": [1, {"b": "\x00"}]}}, "properties.a[1].b: contains a NUL"),
+        ({"properties": {"k\x00": 1}}, "'properties.k\\x00': a key contains a NUL"),
+        ({"properties": {"x": float("nan")}}, "properties.x: nan is not a JSON number"),
+        ({"context": {"x": [float("-inf")]}}, "context.x[0]: -inf is not a JSON number"),
+        ({"campaign": Campaign(source="\x00")}, "campaign.source: contains a NUL"),
+    ],
+)
+def test_values_postgresql_cannot_store_are_refused_naming_where(
+    change: dict[str, object], named: str
+) -> None:
+    base = samples()[0].model_dump()
+    with pytest.raises(ValidationError, match=re.escape(named)):
+        TouchpointEvent.model_validate({**base, **change})
+
+
+def test_json_literals_json_cannot_hold_are_refused_on_decode() -> None:
+    record = encode(samples()[1])
+    for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):
+        value = record.value.replace(b'"company_size":120', b'"company_size":' + literal)
+        with pytest.raises(ValidationError, match=r"traits\.company_size: .* is not a JSON number"):
+            decode(value, record.headers)
+
+
+def test_extreme_but_storable_values_are_kept() -> None:
+    message = samples()[0]
+    assert isinstance(message, TouchpointEvent)
+    properties = {"big": 2**70, "max": 1e308, "escaped": "\\u0000", "sql": "'; DROP TABLE x; --"}
+    extreme = message.model_copy(update={"properties": properties})
+    record = encode(extreme)
+    assert b"1180591620717411303424" in record.value
+    assert decode(record.value, record.headers) == extreme
+
+
+def test_a_schema_version_newer_than_known_is_refused() -> None:
+    record = encode(samples()[2])
+    for version in (b"2", b"1180591620717411303424"):
+        newer = record.value.replace(b'"schema_version":1', b'"schema_version":' + version)
+        with pytest.raises(ValidationError, match=r"schema_version \d+ is newer than the 1"):
+            decode(newer, record.headers)
+
+
+def test_a_timestamp_beyond_year_9999_in_utc_is_a_validation_error() -> None:
+    record = encode(samples()[0])
+    stamp = b'"occurred_at":"2026-03-02T09:30:00Z"'
+    assert stamp in record.value
+    for late in (b"9999-12-31T23:59:59-01:00", b"9999-12-31T20:00:00-14:00"):
+        value = record.value.replace(stamp, b'"occurred_at":"' + late + b'"')
+        with pytest.raises(ValidationError, match="out of range in UTC"):
+            decode(value, record.headers)

@@ -54,6 +54,23 @@ def test_channel_without_utm(url: str | None, referrer: str | None, expected: Ch
     assert normalise.channel_of(None, url, referrer, None) is expected
 
 
+@pytest.mark.parametrize(
+    ("url", "referrer"),
+    [
+        ("http://[?utm_medium=cpc&gclid=1", None),  # not a URL: an unclosed IPv6 bracket
+        ("https://shop.es/", "http://[zz]/"),
+        ("http://a]b/?utm_source=x", "https://[www.google.es/"),
+    ],
+)
+def test_urls_that_cannot_be_parsed_attribute_nothing_and_keep_the_event(
+    url: str, referrer: str | None
+) -> None:
+    call = Page(userId="u", properties={"url": url, "referrer": referrer})
+    event = normalise.touchpoint(call, "m-1", RECEIVED, {})
+    assert (event.channel, event.campaign) == (Channel.DIRECT, None)
+    assert event.properties == {"url": url, "referrer": referrer}
+
+
 def test_explicit_channel_property_wins_and_unknown_values_are_ignored() -> None:
     paid = Campaign(medium="cpc")
     assert normalise.channel_of(paid, None, None, "webinar") is Channel.WEBINAR

@@ -23,7 +23,15 @@ async def test_claimed_timers_become_contract_timer_fired_records(fresh_database
     topics = OrchestratorTopics.prefixed("claim.")
     now = datetime.now(UTC)
     due = [
-        (uuid.uuid4(), f"p-{i}", uuid.uuid4(), "welcome", 2, f"wait-{i}", now - timedelta(seconds=i))
+        (
+            uuid.uuid4(),
+            f"p-{i}",
+            uuid.uuid4(),
+            "welcome",
+            2,
+            f"wait-{i}",
+            now - timedelta(seconds=i),
+        )
         for i in range(5)
     ]
     later = (uuid.uuid4(), "p-later", uuid.uuid4(), "welcome", 2, "wait", now + timedelta(hours=1))
