@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         "postgresql://trayecto@127.0.0.1:55432/trayecto", description="PostgreSQL DSN"
     )
     smtp_url: str = Field("smtp://127.0.0.1:1025", description="SMTP server for email delivery")
+    smtp_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Timeout of each SMTP command (connect, MAIL, DATA...)"
+    )
     topic_partitions: int = Field(6, ge=1, le=1000, description="Partitions per prospect topic")
     topic_replication: int = Field(1, ge=1, le=7, description="Replication factor of topics")
     http_host: str = Field("127.0.0.1", description="Address the HTTP servers bind to")

@@ -12,6 +12,7 @@ second copy in someone's inbox.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import uuid
@@ -31,7 +32,7 @@ from shared.settings import Settings
 from shared.topics import DELIVERY_DLQ, DELIVERY_OUTCOMES
 
 from .content import RenderedPayload
-from .smtp import InDoubt, PermanentFailure, SmtpServer, TransientFailure, hand_off
+from .smtp import InDoubt, PermanentFailure, SmtpServer, SmtpSessions, TransientFailure
 from .webhook import post_webhook
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ class Worker:
         self._render = render
         self._topics = topics
         self._relay_wake = relay_wake
-        self._smtp = SmtpServer.from_url(settings.smtp_url)
+        self._smtp = SmtpSessions(
+            SmtpServer.from_url(settings.smtp_url), timeout_s=settings.smtp_timeout_s
+        )
         self._pacer = Pacer(settings.rate_limits(), default=10.0)
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
         # Fault-injection point for tests: called with the number of hand-offs so far
@@ -74,6 +77,12 @@ class Worker:
         self._handoffs = 0
 
     async def run(self, poll_s: float = 0.2) -> None:
+        try:
+            await self._run(poll_s)
+        finally:
+            await self._smtp.close()
+
+    async def _run(self, poll_s: float) -> None:
         loop = asyncio.get_running_loop()
         next_recovery = 0.0
         while True:
@@ -92,6 +101,7 @@ class Worker:
                 claimed_at = loop.time()
                 await asyncio.gather(*(self._send_one(c, n, claimed_at) for c, n in claimed))
             else:
+                await self._smtp.expire()
                 await asyncio.sleep(poll_s)
 
     async def claim(self, limit: int) -> list[tuple[DeliveryCommand, int]]:
@@ -174,7 +184,7 @@ class Worker:
                 answer = await post_webhook(self._settings, rendered, mark_handoff)
             else:
                 message = rendered.to_email_message(self._settings.smtp_sender)
-                answer = await hand_off(self._smtp, message, mark_handoff)
+                answer = await self._smtp.hand_off(message, mark_handoff)
         except TransientFailure as exc:
             await self._retry(command, attempt, str(exc))
         except PermanentFailure as exc:
@@ -261,15 +271,30 @@ class Worker:
         *,
         bounce: bool = False,
     ) -> None:
+        if not bounce:  # one statement: the row's state and its outcome, atomically
+            record = encode(self._outcome_message(command, status, attempt, reason))
+            await self._pool.execute(
+                "WITH done AS (UPDATE deliveries SET status = $2, reason = $3, updated_at = now()"
+                " WHERE command_id = $1)"
+                " INSERT INTO outbox (topic, key, value, headers) VALUES ($4, $5, $6, $7::jsonb)",
+                command.command_id,
+                state,
+                reason[:2000],
+                self._topics.outcomes,
+                record.key,
+                record.value,
+                json.dumps(record.headers),
+            )
+            self._relay_wake.set()
+            return
         async with self._pool.acquire() as conn, conn.transaction():
             await self._set(conn, command, state, reason)
-            if bounce:
-                await conn.execute(
-                    "INSERT INTO suppressions (prospect_id, channel, reason)"
-                    " VALUES ($1, $2, 'hard_bounce') ON CONFLICT DO NOTHING",
-                    command.prospect_id,
-                    command.channel.value,
-                )
+            await conn.execute(
+                "INSERT INTO suppressions (prospect_id, channel, reason)"
+                " VALUES ($1, $2, 'hard_bounce') ON CONFLICT DO NOTHING",
+                command.prospect_id,
+                command.channel.value,
+            )
             await self._outcome(conn, command, status, attempt, reason)
         self._relay_wake.set()
 
@@ -291,7 +316,14 @@ class Worker:
         attempt: int,
         reason: str | None,
     ) -> None:
-        outcome = DeliveryOutcome(
+        outcome = self._outcome_message(command, status, attempt, reason)
+        await outbox.add(conn, [(self._topics.outcomes, outcome)])
+
+    @staticmethod
+    def _outcome_message(
+        command: DeliveryCommand, status: DeliveryStatus, attempt: int, reason: str | None
+    ) -> DeliveryOutcome:
+        return DeliveryOutcome(
             event_id=uuid.uuid5(OUTCOME_NAMESPACE, f"{command.command_id}:{status}:{attempt}"),
             prospect_id=command.prospect_id,
             command_id=command.command_id,
@@ -306,4 +338,3 @@ class Worker:
             attempt=attempt,
             reason=reason[:2000] if reason else None,
         )
-        await outbox.add(conn, [(self._topics.outcomes, outcome)])

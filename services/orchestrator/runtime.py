@@ -85,16 +85,22 @@ class Orchestrator:
         # batch's transaction committed, before its outbox relay and offset commit.
         self._after_commit = after_commit
         self._batches = 0
+        self._relaying: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        await consume_batches(
-            self._settings,
-            self._topics.inputs,
-            self._handle,
-            group=self._group,
-            client_id="orchestrator",
-            registry=self._metrics.registry,
-        )
+        try:
+            await consume_batches(
+                self._settings,
+                self._topics.inputs,
+                self._handle,
+                group=self._group,
+                client_id="orchestrator",
+                registry=self._metrics.registry,
+            )
+        finally:
+            if self._relaying is not None:
+                self._relaying.cancel()
+                await asyncio.gather(self._relaying, return_exceptions=True)
 
     async def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
@@ -129,6 +135,14 @@ class Orchestrator:
         self._metrics.events.labels("processed").inc(result.processed)
         self._metrics.events.labels("duplicate").inc(result.duplicates)
         self._metrics.events.labels("dead_letter").inc(result.dead_letters)
+        # The batch's messages are published while the next batch is processed; a batch
+        # waits for the previous one's relay, so the outbox never runs ahead by more.
+        if self._relaying is not None:
+            await self._relaying
+        self._relaying = asyncio.create_task(self._relay())
+        self._metrics.batches.observe(time.perf_counter() - started)
+
+    async def _relay(self) -> None:
         try:
             while await outbox.relay(self._pool, self._producer) > 0:
                 pass
@@ -136,4 +150,6 @@ class Orchestrator:
             # Committed rows stay in the outbox; the background relay publishes them.
             log.warning("Kafka unavailable while relaying; the outbox keeps the rows")
             self._relay_wake.set()
-        self._metrics.batches.observe(time.perf_counter() - started)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.exception("relaying the outbox failed; the background relay retries")
+            self._relay_wake.set()

@@ -24,6 +24,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -73,13 +74,18 @@ def _children(pid: int) -> list[int]:
 
 
 class _Commands:
-    """Receive times of delivery commands by prospect, read from the end of the topic."""
+    """Receive times of a topic's records by key (prospect), read from the end of the topic.
+
+    ``seen``: when this process received the first record of each key (``time.time()``);
+    ``created``: that record's Kafka timestamp (its producer's clock, the same machine's).
+    """
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","))
         self._topic = topic
         self._settings = settings
         self.seen: dict[str, float] = {}
+        self.created: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> _Commands:
@@ -94,24 +100,27 @@ class _Commands:
     async def _read(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=100, max_records=5000)
-            now = time.monotonic()
+            now = time.time()
             for records in batches.values():
                 for r in records:
-                    self.seen.setdefault((r.key or b"").decode(), now)
+                    key = (r.key or b"").decode()
+                    if key not in self.seen:
+                        self.seen[key] = now
+                        self.created[key] = r.timestamp / 1000
 
     async def wait_for(self, count: int, timeout_s: float) -> float:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.time() + timeout_s
         while len(self.seen) < count:
-            if time.monotonic() > deadline:
+            if time.time() > deadline:
                 raise RuntimeError(f"only {len(self.seen)} of {count} delivery commands came")
             await asyncio.sleep(0.02)
         return max(self.seen.values())
 
     async def wait_for_all(self, keys: Iterable[str], timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.time() + timeout_s
         for key in keys:
             while key not in self.seen:
-                if time.monotonic() > deadline:
+                if time.time() > deadline:
                     raise RuntimeError(f"no delivery command for {key} within {timeout_s:g}s")
                 await asyncio.sleep(0.02)
 
@@ -177,26 +186,55 @@ async def _sustained(client: httpx.AsyncClient, commands: _Commands, events: int
             await _post(client, [_call(n) for n in chunk])
 
     before = len(commands.seen)
-    started = time.monotonic()
+    started = time.time()
     await asyncio.gather(*(send(c) for c in chunks))
     last = await commands.wait_for(before + events, timeout_s=300)
     return events / (last - started)
 
 
-async def _latency(client: httpx.AsyncClient, commands: _Commands, seconds: float) -> list[float]:
+@dataclass
+class _Latency:
+    """Per event of the latency phase, in ms: the whole path and its three legs."""
+
+    total: list[float]
+    ingest: list[float]
+    """Request sent → ingest's HTTP answer (Kafka acknowledged the touchpoint)."""
+    orchestrator: list[float]
+    """Touchpoint record created → delivery command record created (consume, transaction,
+    relay)."""
+    delivery_topic: list[float]
+    """Delivery command record created → received here."""
+
+
+async def _latency(
+    client: httpx.AsyncClient, commands: _Commands, touchpoints: _Commands, seconds: float
+) -> _Latency:
     run = uuid.uuid4().hex[:8]
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
     tasks = []
-    started = time.monotonic()
+
+    async def post(names: list[str]) -> None:
+        await _post(client, [_call(n) for n in names])
+        answered.update(dict.fromkeys(names, time.time()))
+
+    started = time.time()
     for tick in range(int(seconds / TICK_S)):
-        await asyncio.sleep(max(0.0, started + tick * TICK_S - time.monotonic()))
+        await asyncio.sleep(max(0.0, started + tick * TICK_S - time.time()))
         names = [f"l-{run}-{tick}-{i}" for i in range(PER_TICK)]
-        now = time.monotonic()
+        now = time.time()
         sent.update(dict.fromkeys(names, now))
-        tasks.append(asyncio.create_task(_post(client, [_call(n) for n in names])))
+        tasks.append(asyncio.create_task(post(names)))
     await asyncio.gather(*tasks)
     await commands.wait_for_all(sent, timeout_s=60)
-    return [(commands.seen[n] - at) * 1000 for n, at in sent.items()]
+    await touchpoints.wait_for_all(sent, timeout_s=60)
+    ms = 1000
+    return _Latency(
+        total=[(commands.seen[n] - at) * ms for n, at in sent.items()],
+        ingest=[(answered[n] - at) * ms for n, at in sent.items()],
+        orchestrator=[(commands.created[n] - touchpoints.created[n]) * ms for n in sent],
+        delivery_topic=[(commands.seen[n] - commands.created[n]) * ms for n in sent],
+    )
 
 
 async def _broker_round_trip(settings: Settings, topic: str, seconds: float) -> list[float]:
@@ -208,12 +246,12 @@ async def _broker_round_trip(settings: Settings, topic: str, seconds: float) -> 
     try:
         async with _Commands(settings, topic) as back:
             sent: dict[str, float] = {}
-            started = time.monotonic()
+            started = time.time()
             for tick in range(int(seconds / TICK_S)):
-                await asyncio.sleep(max(0.0, started + tick * TICK_S - time.monotonic()))
+                await asyncio.sleep(max(0.0, started + tick * TICK_S - time.time()))
                 for i in range(PER_TICK):
                     key = f"r-{tick}-{i}"
-                    sent[key] = time.monotonic()
+                    sent[key] = time.time()
                     await producer.send(topic, b"{}", key=key.encode())
             await back.wait_for(len(sent), timeout_s=60)
             return [(back.seen[k] - at) * 1000 for k, at in sent.items()]
@@ -235,6 +273,7 @@ async def run(
                 await prepare_database(dsn)
                 async with (
                     _Commands(settings, topics.commands) as commands,
+                    _Commands(settings, topics.touchpoints) as touchpoints,
                     _platform(settings, dsn, topics, orchestrators) as (client, pids),
                 ):
                     progress(f"end to end: warming up, {orchestrators} orchestrator(s)")
@@ -243,7 +282,7 @@ async def run(
                     rates[orchestrators] = await _sustained(client, commands, events)
                     if orchestrators == 1:
                         progress(f"end to end: latency at 1 000 events/s for {seconds:g}s")
-                        latencies = await _latency(client, commands, seconds)
+                        latency = await _latency(client, commands, touchpoints, seconds)
                         names = ("ingest", "orchestrator")
                         for name, pid in zip(names, pids, strict=False):
                             report.add(f"e2e.memory.{name}_peak_rss_mib", _peak_rss_mb(pid), "MiB")
@@ -253,10 +292,13 @@ async def run(
     report.add("e2e.sustained_2_orchestrators.events_per_s", rates[2], "events/s")
     report.add("e2e.scaling_1_to_2_orchestrators", rates[2] / rates[1], "ratio")
     for q in (50, 99):
-        report.add(f"e2e.latency.p{q}_ms", _percentile(latencies, q / 100), "ms")
+        report.add(f"e2e.latency.p{q}_ms", _percentile(latency.total, q / 100), "ms")
         report.add(f"e2e.broker_round_trip.p{q}_ms", _percentile(broker, q / 100), "ms")
+        for leg in ("ingest", "orchestrator", "delivery_topic"):
+            values = getattr(latency, leg)
+            report.add(f"e2e.latency.{leg}_p{q}_ms", _percentile(values, q / 100), "ms")
     report.add(
         "e2e.latency.ratio_broker_p99_to_e2e_p99",
-        _percentile(broker, 0.99) / _percentile(latencies, 0.99),
+        _percentile(broker, 0.99) / _percentile(latency.total, 0.99),
         "ratio",
     )

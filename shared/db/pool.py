@@ -88,6 +88,7 @@ async def create_pool(settings: Settings, *, dsn: str | None = None) -> asyncpg.
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         server_settings={"timezone": "UTC", "application_name": "trayecto"},
+        reset=_no_session_state,
         # The rest as asyncpg.create_pool defaults them.
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
@@ -96,6 +97,16 @@ async def create_pool(settings: Settings, *, dsn: str | None = None) -> asyncpg.
         record_class=asyncpg.Record,
     )
     return await pool
+
+
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """What a released connection needs beyond asyncpg's own clean-up: nothing.
+
+    asyncpg rolls back a transaction left open either way; its default reset adds a round
+    trip (``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL``, advisory unlock) on every release.
+    Trayecto keeps no session state on pooled connections: no ``SET``, ``LISTEN``,
+    cursors or session-level advisory locks (only ``pg_advisory_xact_lock``).
+    """
 
 
 Connection = asyncpg.Connection | PoolConnectionProxy

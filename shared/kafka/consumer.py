@@ -87,7 +87,7 @@ async def consume_batches(
         batch=True,
         max_records=max_records,
         # An empty poll waits this long before the next one: the idle latency floor.
-        batch_timeout_ms=50,
+        batch_timeout_ms=10,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         # The handler decodes each record itself, so that one malformed record goes to

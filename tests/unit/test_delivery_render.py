@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import email.generator
 import email.policy
-import io
 import json
 import re
 import shutil
@@ -420,12 +419,11 @@ def test_message_id_is_stable_per_command() -> None:
 
 
 def _wire(rendered: RenderedMessage) -> email.message.EmailMessage:
-    """What an SMTP client sends (SMTP policy, CRLF) parsed back."""
-    out = io.BytesIO()
-    sent = rendered.to_email_message("Trayecto <hola@trayecto.example>")
-    email.generator.BytesGenerator(out, policy=email.policy.SMTP).flatten(sent)
-    assert all(len(line) <= 998 for line in out.getvalue().split(b"\r\n"))
-    parsed = email.message_from_bytes(out.getvalue(), policy=email.policy.default)
+    """What the delivery service hands to SMTP (its bytes, in CRLF lines) parsed back."""
+    data = rendered.to_email_message("Trayecto <hola@trayecto.example>").as_bytes()
+    wire = re.sub(rb"\r?\n", b"\r\n", data)  # as aiosmtplib sends DATA
+    assert all(len(line) <= 998 for line in wire.split(b"\r\n"))
+    parsed = email.message_from_bytes(wire, policy=email.policy.default)
     assert isinstance(parsed, email.message.EmailMessage)
     return parsed
 

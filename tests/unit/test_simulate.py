@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import email
 import email.policy
 import json
 import mailbox
@@ -70,7 +71,10 @@ def rendered(content: str, prospect: str = "sim-t-000001", step: str = "a-step")
     )
     message = render(command, CATALOGUE, SETTINGS, NOW)
     assert isinstance(message, RenderedMessage)
-    return message.to_email_message("Trayecto <hola@trayecto.localhost>")
+    data = message.to_email_message("Trayecto <hola@trayecto.localhost>").as_bytes()
+    received = email.message_from_bytes(data, policy=email.policy.default)  # as captured
+    assert isinstance(received, EmailMessage)
+    return received
 
 
 # ---------------------------------------------------------------- profile

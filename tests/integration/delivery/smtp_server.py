@@ -33,6 +33,8 @@ class Inbox:
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     authenticated: list[bool] = field(default_factory=list)
     encrypted: list[bool] = field(default_factory=list)
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    """The client address of each accepted message's connection."""
     data_attempts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,6 +55,7 @@ class Inbox:
             assert isinstance(parsed, email.message.EmailMessage)
             self.messages.append(parsed)
             self.authenticated.append(bool(session.authenticated))
+            self.peers.append(tuple(session.peer))
             transport = getattr(server, "transport", None)
             tls = transport is not None and transport.get_extra_info("ssl_object") is not None
             self.encrypted.append(session.ssl is not None or tls)
@@ -87,9 +90,10 @@ class SmtpServer:
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
         inbox: Inbox | None = None,
+        port: int | None = None,
     ) -> None:
         self.inbox = inbox if inbox is not None else Inbox()
-        self.port = _free_port()
+        self.port = port or _free_port()
         options: dict[str, Any] = {}
         if starttls is not None:
             options.update(tls_context=starttls, require_starttls=True)

@@ -17,14 +17,13 @@ The server (aiosmtpd) answers by recipient:
 - anything else: accepted at once. These commands are sent after the slow ones and
   must all be delivered: slow answers hold a send slot, never the consumer.
 
-The SMTP timeout is 30 s in ``services.delivery.smtp.hand_off``; the test shortens it
-(the only change to the service) so that a slow answer costs seconds, not minutes.
+The SMTP timeout (``TRAYECTO_SMTP_TIMEOUT_S``, 30 s by default) is shortened so that a
+slow answer costs seconds, not minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import time
 import uuid
@@ -36,7 +35,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.delivery import create_app, smtp, worker
+from services.delivery import create_app
 from shared.contract import ContentType, DeliveryCommand, DeliveryOutcome, DeliveryStatus
 from shared.kafka.producer import Producer
 from shared.settings import Settings
@@ -104,12 +103,8 @@ async def test_slow_and_flaky_smtp_server(
     settings: Settings,
     fresh_database: str,
     slow_smtp: SmtpServer,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     started = time.monotonic()
-    monkeypatch.setattr(
-        worker, "hand_off", functools.partial(smtp.hand_off, timeout_s=SMTP_TIMEOUT_S)
-    )
     inbox = slow_smtp.inbox
     assert isinstance(inbox, SlowInbox)
     commands_topic, topics = await prepare(settings, fresh_database)
@@ -120,6 +115,7 @@ async def test_slow_and_flaky_smtp_server(
             "delivery_retry_base_s": RETRY_BASE_S,
             "delivery_max_attempts": MAX_ATTEMPTS,
             "delivery_rate_limits": "email=1000",
+            "smtp_timeout_s": SMTP_TIMEOUT_S,
         }
     )
     port = free_port()
