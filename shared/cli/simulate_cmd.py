@@ -19,7 +19,7 @@ from rich.table import Table
 
 from services.ingest.sources import SourceError, add_source
 
-from ..settings import Settings
+from ..settings import Settings, without_password
 from ..simulate import ProfileError, Stats, load_profile, simulate
 from ..stack.mailcapture import MailCapture
 from .common import console, err_console, friendly_errors, load_settings
@@ -48,8 +48,9 @@ def _write_key(settings: Settings, run_id: str, out: Console) -> str:
     try:
         key = asyncio.run(new_source(settings, name))
     except (OSError, asyncpg.PostgresError, SourceError, TimeoutError) as exc:
+        database = escape(without_password(settings.database_url))
         err_console.print(
-            f"[red]Error:[/] cannot create a source on {escape(settings.database_url)} ({exc}); "
+            f"[red]Error:[/] cannot create a source on {database} ({exc}); "
             "pass --write-key KEY, or run `trayecto up` first",
             soft_wrap=True,
         )

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pydantic import TypeAdapter
-
 from ..contract import MESSAGE_TYPES, WireMessage, message_type_name
 
 TYPE_HEADER = "trayecto-type"
@@ -46,5 +44,4 @@ def decode(value: bytes, headers: Mapping[str, str]) -> WireMessage:
     model = MESSAGE_TYPES.get(kind or "")
     if model is None:
         raise UnknownMessageType(f"header {TYPE_HEADER}={kind!r} names no known message type")
-    adapter: TypeAdapter[WireMessage] = TypeAdapter(model)
-    return adapter.validate_json(value)
+    return model.model_validate_json(value)
