@@ -246,7 +246,7 @@ async def send_bare(
                 for _ in range(count):
                     await smtp.sendmail(message.sender, [message.recipient], message.data)
             return
-        for _ in range(count):  # as services.delivery.smtp.hand_off: connect, send, quit
+        for _ in range(count):  # connect, send, quit: no session kept
             async with client() as smtp:
                 await smtp.sendmail(message.sender, [message.recipient], message.data)
 
