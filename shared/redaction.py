@@ -22,6 +22,7 @@ from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .settings import Settings
+from .tracking_keys import parse_setting
 
 REDACTED: Final = "[redacted]"
 MIN_SECRET_CHARS: Final = 6
@@ -52,7 +53,7 @@ LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 def secrets_of(settings: Settings) -> set[str]:
     """The configured secret values, as they could appear in a message."""
-    found = set(settings.tracking_keys.get_secret_value().split(","))
+    found: set[str] = set(parse_setting(settings.tracking_keys.get_secret_value()))
     found.add(settings.webhook_secret.get_secret_value())
     if settings.admin_token is not None:
         found.add(settings.admin_token.get_secret_value())

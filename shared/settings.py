@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .tracking_keys import parse_setting
+
 ServiceName = Literal["ingest", "orchestrator", "delivery", "metrics"]
 SERVICES: tuple[ServiceName, ...] = ("ingest", "orchestrator", "delivery", "metrics")
 MIN_ADMIN_TOKEN_CHARS = 16
@@ -89,7 +91,10 @@ class Settings(BaseSettings):
     )
     tracking_keys: SecretStr = Field(
         SecretStr("dev-only-tracking-key-change-me"),
-        description="Comma-separated HMAC keys for tracking links; the first signs, all verify",
+        description=(
+            "Comma-separated HMAC keys for tracking links, KEY or 'KEY until YYYY-MM-DD'; "
+            "the first signs, the others verify until the end of their grace period"
+        ),
     )
     tracking_ttl_days: int = Field(180, ge=1, description="Validity of a tracking link")
     ingest_workers: int = Field(
@@ -202,6 +207,12 @@ class Settings(BaseSettings):
         if token.startswith(WRITE_KEY_PREFIXES):
             raise ValueError("looks like a source's write key: the admin token is its own secret")
         return SecretStr(token)
+
+    @field_validator("tracking_keys")
+    @classmethod
+    def _check_tracking_keys(cls, value: SecretStr) -> SecretStr:
+        parse_setting(value.get_secret_value())  # its errors name the variable, never a key
+        return value
 
     @field_validator("smtp_url")
     @classmethod

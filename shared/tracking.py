@@ -1,9 +1,10 @@
 """Signed tracking links: who clicked what, carried in the link itself.
 
 A token is the compact JSON of :class:`LinkClaims`, HMAC-SHA256-signed with the first of
-``TRAYECTO_TRACKING_KEYS``; every key in the list verifies, so keys rotate without
-breaking links already sent: put the new key first, keep the old one second until the
-links it signed have expired, then remove it.
+``TRAYECTO_TRACKING_KEYS``; every other key verifies until the end of its grace period
+(``KEY until 2026-06-30``, see :mod:`shared.tracking_keys`), so keys rotate in one
+change without breaking links already sent: the new key first, the old one after it
+with an end no earlier than the expiry of the links it signed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .contract.enums import Channel
 from .settings import Settings
+from .tracking_keys import TrackingKey, parse_keys, parse_setting
 
 SALT = "trayecto.link"
 MAX_TOKEN_CHARS = 4096
@@ -29,7 +31,7 @@ LinkKind = Literal["o", "c", "v", "d", "w/register", "w/attend", "u", "f"]
 unsubscribe, feedback."""
 
 Keys = Settings | str | Sequence[str]
-"""Settings, a comma-separated string as in the setting, or the keys (signing key first)."""
+"""Settings, a comma-separated string as in the setting, or its entries (signing key first)."""
 
 _Text = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 
@@ -44,6 +46,10 @@ class ForgedToken(InvalidToken):
 
 class ExpiredToken(InvalidToken):
     """Genuine, but past its ``expires_at``."""
+
+
+class RetiredKeyToken(ExpiredToken):
+    """Genuine, but signed by a key whose grace period has ended (answered like expired)."""
 
 
 class LinkClaims(BaseModel):
@@ -77,13 +83,12 @@ class LinkClaims(BaseModel):
 _FIELDS = tuple(LinkClaims.model_fields)
 
 
-def keys_of(keys: Keys) -> tuple[str, ...]:
-    """The keys in the setting's order (the signing key first); at least one."""
+def keys_of(keys: Keys) -> tuple[TrackingKey, ...]:
+    """The keys in the setting's order (the signing key first), each with the end of its
+    grace period; at least one. ValueError (naming the variable) for a bad entry."""
     if isinstance(keys, Settings):
         keys = keys.tracking_keys.get_secret_value()
-    if isinstance(keys, str):
-        keys = keys.split(",")
-    found = tuple(k.strip() for k in keys if k.strip())
+    found = parse_setting(keys) if isinstance(keys, str) else parse_keys(keys)
     if not found:
         raise ValueError("no tracking key configured (TRAYECTO_TRACKING_KEYS)")
     return found
@@ -103,6 +108,14 @@ def expiry(settings: Settings, now: float) -> int:
     return int(now) + settings.tracking_ttl_days * 86_400
 
 
+def _signed_by(keys: tuple[TrackingKey, ...], token: str) -> bool:
+    try:
+        _serializer(keys).loads(token)
+    except BadSignature:
+        return False
+    return True
+
+
 def sign_link(keys: Keys, claims: LinkClaims) -> str:
     """A URL-safe token carrying ``claims``, signed with the first key."""
     values = claims.model_dump(mode="json")
@@ -111,12 +124,23 @@ def sign_link(keys: Keys, claims: LinkClaims) -> str:
 
 
 def verify_link(keys: Keys, token: str, now: float) -> LinkClaims:
-    """The claims of a genuine, unexpired token; raises ForgedToken or ExpiredToken."""
+    """The claims of a genuine, unexpired token; raises ForgedToken or ExpiredToken.
+
+    A key verifies only while ``now`` is before the end of its grace period; a token
+    signed only by a key past it raises :class:`RetiredKeyToken` (an ExpiredToken).
+    """
     if len(token) > MAX_TOKEN_CHARS:
         raise ForgedToken("token too long")
+    ring = keys_of(keys)
+    live = tuple(k for k in ring if k.verifies_at(now))  # the signing key always is
     try:
-        data: Any = _serializer(keys_of(keys)).loads(token)
+        data: Any = _serializer(live).loads(token)
     except BadSignature as exc:
+        retired = tuple(k for k in ring if not k.verifies_at(now))
+        if retired and _signed_by(retired, token):
+            # Nothing is honoured either way; 410 tells a prospect their old link has
+            # lapsed, and keeps 403 for what no key of ours ever signed.
+            raise RetiredKeyToken("signed by a key past its grace period") from exc
         raise ForgedToken("bad signature") from exc
     if not isinstance(data, list) or not data or data[0] != FORMAT:
         raise ForgedToken("unknown payload format")

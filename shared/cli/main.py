@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import content_cmd, db_cmd, journeys_cmd, sources_cmd, stack_cmd
+from . import content_cmd, db_cmd, journeys_cmd, sources_cmd, stack_cmd, tracking_cmd
 from .bench_cmd import bench
 from .funnel_cmd import funnel_command
 from .import_cmd import import_leads
@@ -26,6 +26,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(sources_cmd.app, name="sources")
 app.add_typer(content_cmd.app, name="content")
 app.add_typer(journeys_cmd.app, name="journeys")
+app.add_typer(tracking_cmd.app, name="tracking")
 app.command()(serve)
 app.command()(up)
 app.command()(init)

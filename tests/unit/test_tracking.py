@@ -1,21 +1,31 @@
-"""Signed tracking links: roundtrip, forgery, tampering, expiry, key rotation."""
+"""Signed tracking links: roundtrip, forgery, tampering, expiry, key rotation and its grace."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import time
+from datetime import UTC, date, datetime, timedelta
+
 import pytest
 from pydantic import SecretStr, ValidationError
+from typer.testing import CliRunner
 
+from shared.cli.main import app
 from shared.contract.enums import Channel
+from shared.redaction import secrets_of
 from shared.settings import Settings
 from shared.tracking import (
     ExpiredToken,
     ForgedToken,
     LinkClaims,
+    RetiredKeyToken,
     keys_of,
     link_url,
     sign_link,
     verify_link,
 )
+from shared.tracking_keys import TrackingKey
 
 NOW = 1_800_000_000.0
 OLD, NEW = "old-key-0123456789", "new-key-9876543210"
@@ -171,3 +181,155 @@ def test_fields_appended_by_a_newer_signer_are_ignored() -> None:
     missing_required = _serializer((NEW,)).dumps([FORMAT, "ana@example.com", "j"])
     with pytest.raises(ForgedToken):
         verify_link([NEW], missing_required, NOW)
+
+
+# Key rotation with a grace period ("NEW,OLD until 2027-01-15"; NOW is 08:00 UTC that day).
+TODAY = datetime.fromtimestamp(NOW, UTC).date()
+END_OF_TODAY = datetime.combine(TODAY + timedelta(days=1), datetime.min.time(), UTC).timestamp()
+
+
+def test_an_old_key_verifies_until_the_end_of_its_last_day_then_answers_as_expired() -> None:
+    sent_before_rotation = sign_link([OLD], _claims(expires_at=int(END_OF_TODAY) + 86_400))
+    keys = f"{NEW}, {OLD} until {TODAY.isoformat()}"
+    assert verify_link(keys, sent_before_rotation, NOW).step == "welcome"
+    assert verify_link(keys, sent_before_rotation, END_OF_TODAY - 0.001).step == "welcome"
+    for after in (END_OF_TODAY, END_OF_TODAY + 86_400):
+        with pytest.raises(RetiredKeyToken) as caught:
+            verify_link(keys, sent_before_rotation, after)
+        assert isinstance(caught.value, ExpiredToken)  # ingest answers 410
+        assert OLD not in str(caught.value)
+        assert NEW not in str(caught.value)
+    # A token no key of ours signed stays a forgery, whatever the retired keys.
+    with pytest.raises(ForgedToken) as forged:
+        verify_link(keys, sign_link(["attacker-key"], _claims()), END_OF_TODAY)
+    assert not isinstance(forged.value, ExpiredToken)
+
+
+def test_an_iso_timestamp_ends_the_grace_at_that_instant() -> None:
+    token = sign_link([OLD], _claims())
+    keys = f"{NEW},{OLD} until 2027-01-15T10:00:00+02:00"  # 08:00 UTC, i.e. NOW
+    assert verify_link(keys, token, NOW - 1).journey == "onboarding"
+    with pytest.raises(RetiredKeyToken):
+        verify_link(keys, token, NOW)
+    naive_is_utc = f"{NEW},{OLD} until 2027-01-15T08:00:00"
+    assert verify_link(naive_is_utc, token, NOW - 1).journey == "onboarding"
+    with pytest.raises(RetiredKeyToken):
+        verify_link(naive_is_utc, token, NOW)
+
+
+def test_the_new_key_signs_and_the_keys_keep_their_ends_through_settings() -> None:
+    settings = Settings(tracking_keys=SecretStr(f"{NEW},{OLD} until {TODAY.isoformat()}"))
+    keys = keys_of(settings)
+    assert keys == (NEW, OLD)  # still plain strings to callers
+    assert [k.until for k in keys] == [None, END_OF_TODAY]
+    token = sign_link(settings, _claims())
+    assert verify_link([NEW], token, NOW) == _claims()
+    with pytest.raises(ForgedToken):
+        verify_link([OLD], token, NOW)
+    # The tuple callers hold (ingest keeps keys_of's result) still carries the ends.
+    sent_before_rotation = sign_link([OLD], _claims())
+    assert verify_link(keys, sent_before_rotation, NOW).step == "welcome"
+    with pytest.raises(RetiredKeyToken):
+        verify_link(keys, sent_before_rotation, END_OF_TODAY)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (f"{NEW} until 2030-01-01,{OLD}", "first key signs"),
+        (f"{NEW} until 2030-01-01", "first key signs"),
+        (f"{NEW},{OLD} until 2030-13-01", "'until' takes"),
+        (f"{NEW},{OLD} until 2030-02-30", "'until' takes"),
+        (f"{NEW},{OLD} until tomorrow", "'until' takes"),
+        (f"{NEW},{OLD} until 20300101", "'until' takes"),
+        (f"{NEW},2030-01-01 until {OLD}", "'until' takes"),
+        (f"{NEW},{OLD} until", "neither KEY nor"),
+        (f"{NEW},{OLD} 2030-01-01", "neither KEY nor"),
+        (f"{NEW},{OLD} until 2030-01-01 more", "neither KEY nor"),
+    ],
+)
+def test_bad_entries_are_refused_naming_the_variable_never_a_key(value: str, reason: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(tracking_keys=SecretStr(value))
+    message = str(caught.value)
+    assert "TRAYECTO_TRACKING_KEYS" in message
+    assert reason in message
+    assert NEW not in message
+    assert OLD not in message
+    with pytest.raises(ValueError, match="TRAYECTO_TRACKING_KEYS"):
+        keys_of(value)
+
+
+def test_keys_with_an_end_are_redacted_from_logs_as_bare_keys() -> None:
+    settings = Settings(tracking_keys=SecretStr(f"{NEW},{OLD} until 2030-01-01"))
+    assert {NEW, OLD} <= secrets_of(settings)
+
+
+def test_the_signing_key_cannot_end_when_given_directly() -> None:
+    with pytest.raises(ValueError, match="first key signs"):
+        sign_link([f"{NEW} until 2030-01-01", OLD], _claims())
+    with pytest.raises(ValueError, match="first key signs"):
+        sign_link([TrackingKey(NEW, END_OF_TODAY)], _claims())
+
+
+def _rotate(monkeypatch: pytest.MonkeyPatch, value: str, *args: str) -> tuple[str, str, date]:
+    """The new key and the new value printed by ``trayecto tracking rotate``, and today."""
+    for name in list(os.environ):
+        if name.startswith("TRAYECTO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TRAYECTO_TRACKING_KEYS", value)
+    monkeypatch.setenv("TRAYECTO_TRACKING_TTL_DAYS", "30")
+    for _ in range(2):  # again if UTC midnight passed meanwhile
+        today = datetime.now(UTC).date()
+        result = CliRunner().invoke(app, ["tracking", "rotate", *args])
+        if datetime.now(UTC).date() == today:
+            break
+    assert result.exit_code == 0, result.output
+    assert "Nothing was changed" in result.stderr
+    first, second = result.stdout.splitlines()
+    label, _, new_key = first.partition(": ")
+    assert label == "new signing key"
+    [assignment] = shlex.split(second)
+    name, _, new_value = assignment.partition("=")
+    assert name == "TRAYECTO_TRACKING_KEYS"
+    return new_key, new_value, today
+
+
+def test_rotate_prints_a_new_key_first_and_keeps_the_old_one_for_the_ttl(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = time.time()
+    past = datetime.fromtimestamp(now - 86_400 * 2, UTC).date().isoformat()
+    future = "2999-01-01T00:00:30Z"
+    current = f"{OLD},other-key-111111 until {future},gone-key-2222222 until {past}"
+    new_key, new_value, today = _rotate(monkeypatch, current)
+    keys = keys_of(Settings(tracking_keys=SecretStr(new_value)))
+    assert keys == (new_key, OLD, "other-key-111111")
+    assert len(new_key) >= 43
+    assert new_key not in current
+    last_day = today + timedelta(days=30)
+    assert f"{OLD} until {last_day.isoformat()}" in new_value
+    assert f"other-key-111111 until {future}" in new_value
+    assert [k.until for k in keys] == [
+        None,
+        datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC).timestamp(),
+        datetime(2999, 1, 1, 0, 0, 30, tzinfo=UTC).timestamp(),
+    ]
+    # Links the old key signed keep working; the new key signs.
+    sent_before = sign_link(current, _claims(expires_at=int(now) + 3600))
+    assert verify_link(new_value, sent_before, now).journey == "onboarding"
+    assert verify_link([new_key], sign_link(new_value, _claims()), NOW) == _claims()
+    assert not [r for r in caplog.records if new_key in r.getMessage()]
+
+
+def test_rotate_grace_days_and_the_public_development_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, new_value, today = _rotate(monkeypatch, OLD, "--grace-days", "7")
+    assert new_value.endswith(f",{OLD} until {(today + timedelta(days=7)).isoformat()}")
+    _, new_value, today = _rotate(monkeypatch, OLD, "--grace-days", "0")
+    assert new_value.endswith(f",{OLD} until {today.isoformat()}")
+    development = Settings.model_fields["tracking_keys"].default.get_secret_value()
+    new_key, new_value, _ = _rotate(monkeypatch, f"{development},{OLD}")
+    assert keys_of(new_value) == (new_key, OLD)  # anyone knows it: no grace
+    assert keys_of(new_value)[1].until is None
