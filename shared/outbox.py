@@ -81,10 +81,20 @@ def _headers(value: object) -> dict[str, str]:
 
 
 async def relay_forever(
-    pool: asyncpg.Pool, producer: Producer, wake: asyncio.Event, interval_s: float = 1.0
+    pool: asyncpg.Pool,
+    producer: Producer,
+    wake: asyncio.Event,
+    interval_s: float = 1.0,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Relay whenever woken (after a commit) and at least every ``interval_s``."""
+    """Relay whenever woken (after a commit) and at least every ``interval_s``.
+
+    Once ``stop`` is set (and ``wake`` with it), one last round relays every row
+    committed before, then the loop returns: cancelled during a publish instead, the
+    relay would leave published rows unmarked, and another relay would publish them again.
+    """
     while True:
+        stopping = stop is not None and stop.is_set()
         wake.clear()  # before relaying: a commit during the relay wakes the next round
         try:
             while await relay(pool, producer) > 0:
@@ -93,6 +103,8 @@ async def relay_forever(
             log.warning("outbox relay: Kafka unavailable; rows stay in the outbox")
         except (OSError, asyncpg.PostgresError):
             log.exception("outbox relay: database error; retrying")
+        if stopping:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), interval_s)
 

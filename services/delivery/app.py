@@ -89,24 +89,39 @@ def create_app(
         await content.refresh(pool, settings.content_dir, Path(workdir.name))
         worker = Worker(settings, pool, render_command, topics, relay_wake)
         worker.after_handoff = after_handoff
+        receiving = supervised("delivery-inbox", consume_forever(
+            settings, pool, topics, relay_wake,
+            commands_topic=commands_topic, group=group, registry=registry,
+        ))  # fmt: skip
+        sending = supervised("delivery-worker", worker.run())
+        relay_stop = asyncio.Event()
+        relaying = supervised(
+            "delivery-relay", outbox.relay_forever(pool, producer, relay_wake, stop=relay_stop)
+        )
         tasks = [
-            supervised("delivery-inbox", consume_forever(
-                settings, pool, topics, relay_wake,
-                commands_topic=commands_topic, group=group, registry=registry,
-            )),
-            supervised("delivery-worker", worker.run()),
+            sending,
             supervised(
                 "delivery-content",
                 content.refresh_forever(pool, settings.content_dir, Path(workdir.name)),
             ),
-            supervised("delivery-relay", outbox.relay_forever(pool, producer, relay_wake)),
-        ]  # fmt: skip
+            relaying,
+        ]
         try:
             yield
         finally:
-            for task in tasks:
+            # The consumer leaves the group at once (its partitions move on); the sends
+            # under way finish (each bounded by the SMTP timeout): one cancelled during
+            # DATA would be left in doubt, never resent. Then their outcomes are relayed,
+            # and the rest stops.
+            receiving.cancel()
+            worker.stop()
+            await asyncio.wait([sending], timeout=settings.smtp_timeout_s + 5)
+            relay_stop.set()
+            relay_wake.set()
+            await asyncio.wait([relaying], timeout=10)
+            for task in tasks:  # not the consumer again: that would cut its leaving short
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(receiving, *tasks, return_exceptions=True)
             await producer.stop()
             await pool.close()
             workdir.cleanup()

@@ -75,6 +75,15 @@ class Worker:
         # right after the server accepted one, before it is recorded as sent.
         self.after_handoff: Callable[[int], Awaitable[None]] | None = None
         self._handoffs = 0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Let ``run`` return: no new claims, the sends under way finish, the rest go back.
+
+        A send cancelled during DATA would be left in doubt (never resent), so a clean
+        shutdown waits for the sends under way instead of cancelling them.
+        """
+        self._stopping = True
 
     async def run(self, poll_s: float = 0.2) -> None:
         try:
@@ -85,7 +94,7 @@ class Worker:
     async def _run(self, poll_s: float) -> None:
         loop = asyncio.get_running_loop()
         next_recovery = 0.0
-        while True:
+        while not self._stopping:
             if loop.time() >= next_recovery:
                 try:
                     await self.recover()
@@ -150,10 +159,21 @@ class Worker:
     async def _send_one(self, command: DeliveryCommand, attempt: int, claimed_at: float) -> None:
         async with self._slots:
             try:
+                if self._stopping:  # claimed, not started: another worker sends it now
+                    await self._release(command, attempt)
+                    return
                 await self._deliver(command, attempt, claimed_at)
             except (OSError, asyncpg.PostgresError):
                 # The row stays claimed; recovery retries it after the lease.
                 log.exception("recording delivery %s failed", command.command_id)
+
+    async def _release(self, command: DeliveryCommand, attempt: int) -> None:
+        await self._pool.execute(
+            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1,"
+            " updated_at = now() WHERE command_id = $1 AND status = 'sending' AND attempts = $2",
+            command.command_id,
+            attempt,
+        )
 
     async def _deliver(self, command: DeliveryCommand, attempt: int, claimed_at: float) -> None:
         reason = await self._suppressed(command)
