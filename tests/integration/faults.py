@@ -8,7 +8,9 @@ file, on throwaway topics under one prefix and on the test's database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -60,46 +62,75 @@ EXPECTED_HISTORY = Counter(
 
 
 class ServiceProcess:
-    """One service in its own OS process, its output in ``log``."""
+    """One service in its own OS process (``python -m`` ``argv``, ``{port}`` replaced),
+    its output appended to ``log``; it keeps its port when started again after a kill."""
 
     def __init__(
-        self, name: str, group: str, argv: Sequence[str], env: Mapping[str, str], log: Path
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        group: str = "",
+        port: int | None = None,
     ) -> None:
         self.name = name
         self.group = group
-        self.port = free_port()
+        self.port = port or free_port()
+        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.env = dict(env)
         self.log = log
-        with log.open("ab") as out:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        assert not self.alive, f"{self.name} is running"
+        with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", *(a.replace("{port}", str(self.port)) for a in argv)],
+                [sys.executable, "-m", *self.argv],
                 cwd=ROOT,
-                env=dict(env),
+                env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
 
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+    def tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
 
     async def ready(self, timeout_s: float = 60.0) -> None:
         """Until ``/livez`` answers (the lifespan, pool and consumers are up)."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
             while True:
                 assert self.alive, f"{self.name} exited while starting:\n{self.tail()}"
-                try:
-                    if (await client.get("/livez", timeout=2)).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/livez")).status_code == 200:
                         return
-                except httpx.HTTPError:
-                    pass
-                assert asyncio.get_running_loop().time() < deadline, f"{self.name} not ready"
-                await asyncio.sleep(0.2)
+                assert loop.time() < deadline, f"{self.name} not ready:\n{self.tail()}"
+                await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        """SIGKILL, and wait until the process is gone."""
+        assert self.process is not None
+        assert self.alive, f"{self.name} is down"
+        self.process.send_signal(signal.SIGKILL)
+        code = await asyncio.to_thread(self.process.wait, 10)
+        assert code == -signal.SIGKILL, code
 
     async def stop(self) -> None:
+        if self.process is None:
+            return
         if self.alive:
             self.process.terminate()
         try:
@@ -148,8 +179,9 @@ class Flow:
                 "tests.integration.metrics.crash_server", "{port}", self.prefix, group, "0",
             ],
         }[name]  # fmt: skip
-        service = ServiceProcess(name, group, argv, self.env(**env), log_dir / f"{name}.log")
+        service = ServiceProcess(name, argv, self.env(**env), log_dir / f"{name}.log", group=group)
         self.services[name] = service
+        service.start()
         await service.ready()
         return service
 

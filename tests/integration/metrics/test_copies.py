@@ -15,14 +15,10 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.metrics import create_app
-from services.metrics.topics import MetricsTopics
-from services.orchestrator.journey import load_journey
-from services.orchestrator.journey.store import publish
 from shared.contract import (
     Channel,
     ContentType,
@@ -32,12 +28,11 @@ from shared.contract import (
     TouchpointEvent,
     TouchpointType,
 )
-from shared.db import migrate
-from shared.kafka import ensure_topics
 from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from ..ingest.conftest import free_port, serve
+from .test_exporter import prepared
 
 JOURNEY = """
 journey: copies
@@ -111,15 +106,7 @@ async def _served(port: int, records: int) -> dict[Key, float]:
 async def test_a_copy_of_an_event_id_is_counted_once(
     settings: Settings, fresh_database: str
 ) -> None:
-    await migrate(fresh_database)
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        await publish(conn, load_journey(JOURNEY), JOURNEY)
-    finally:
-        await conn.close()
-    prefix = f"test.{uuid.uuid4().hex[:12]}."
-    topics = MetricsTopics.prefixed(prefix)
-    await ensure_topics(settings, topics.watched, partitions=3)
+    _, _, topics = await prepared(settings, fresh_database, JOURNEY)
     app_settings = settings.model_copy(update={"database_url": fresh_database})
 
     transitions = _transitions(10)

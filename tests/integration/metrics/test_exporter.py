@@ -297,18 +297,26 @@ async def _wait_until_counted(instance: _Instance, total: int) -> dict[Key, floa
         await asyncio.sleep(1)
 
 
-async def test_counts_once_across_a_kill_after_commit_and_a_restart(
-    settings: Settings, fresh_database: str
-) -> None:
-    await migrate(fresh_database)
-    conn = await asyncpg.connect(fresh_database)
+async def prepared(
+    settings: Settings, dsn: str, journey: str = JOURNEY
+) -> tuple[int, str, MetricsTopics]:
+    """``dsn`` migrated with ``journey`` published; the metrics topics under a new prefix."""
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
     try:
-        version, _ = await publish(conn, load_journey(JOURNEY), JOURNEY)
+        version, _ = await publish(conn, load_journey(journey), journey)
     finally:
         await conn.close()
     prefix = f"test.{uuid.uuid4().hex[:12]}."
     topics = MetricsTopics.prefixed(prefix)
     await ensure_topics(settings, topics.watched, partitions=3)
+    return version, prefix, topics
+
+
+async def test_counts_once_across_a_kill_after_commit_and_a_restart(
+    settings: Settings, fresh_database: str
+) -> None:
+    version, prefix, topics = await prepared(settings, fresh_database)
     settings = settings.model_copy(update={"database_url": fresh_database})
     group = f"test-metrics-{uuid.uuid4().hex[:8]}"
 

@@ -16,19 +16,11 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-
-from services.metrics.topics import MetricsTopics
-from services.orchestrator.journey import load_journey
-from services.orchestrator.journey.store import publish
 from shared.contract import StageTransition, TouchpointEvent
-from shared.db import migrate
-from shared.kafka import ensure_topics
 from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from .test_exporter import (
-    JOURNEY,
     STAGES,
     Key,
     Path_,
@@ -38,6 +30,7 @@ from .test_exporter import (
     _messages,
     _others,
     _paths,
+    prepared,
 )
 
 RUNS_PER_CHUNK = 4
@@ -106,15 +99,7 @@ async def _kill(first: _Instance, stream: _Stream) -> None:
 async def _rebalance(
     settings: Settings, dsn: str, leave: Callable[[_Instance, _Stream], Awaitable[None]]
 ) -> None:
-    await migrate(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        version, _ = await publish(conn, load_journey(JOURNEY), JOURNEY)
-    finally:
-        await conn.close()
-    prefix = f"test.{uuid.uuid4().hex[:12]}."
-    topics = MetricsTopics.prefixed(prefix)
-    await ensure_topics(settings, topics.watched, partitions=3)
+    version, prefix, topics = await prepared(settings, dsn)
     app_settings = settings.model_copy(update={"database_url": dsn})
     group = f"test-metrics-rebalance-{uuid.uuid4().hex[:6]}"
     others, expected = _others(prefix)
