@@ -39,7 +39,7 @@ async def add_records(conn: Connection, records: Sequence[tuple[str, Record]]) -
     rows = await conn.fetch(
         """
         INSERT INTO outbox (topic, key, value, headers)
-        SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[])
+        SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::json[])
         RETURNING id
         """,
         [topic for topic, _ in records],

@@ -66,6 +66,8 @@ async def test_claimed_timers_become_contract_timer_fired_records(fresh_database
     for timer_id, prospect_id, run_id, journey, version, step, due_at in due:
         record, message = fired[timer_id]
         assert before <= message.fired_at <= after
+        assert message.event_id.version == 8
+        assert message.event_id != timer_id
         expected = TimerFired(
             event_id=fired_event_id(timer_id),
             prospect_id=prospect_id,
