@@ -123,7 +123,7 @@ def _json_body(model: type[BaseModel], *also: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": dict.fromkeys(types, schema)}}
 
 
-def _tracking(request: Request) -> Tracking:
+async def _tracking(request: Request) -> Tracking:
     tracking: Tracking = request.app.state.tracking
     return tracking
 
@@ -143,7 +143,7 @@ _KINDS: dict[str, LinkKind] = {
 }
 
 
-def _verified(token: str, links: Links, request: Request) -> LinkClaims:
+async def _verified(token: str, links: Links, request: Request) -> LinkClaims:
     try:
         claims = verify_link(links.keys, token, time.time())
     except ExpiredToken as exc:
@@ -213,7 +213,7 @@ class Hit:
         return await accept(self.state, await self.links.source(), [track])
 
 
-def _hit(
+async def _hit(
     request: Request,
     claims: Claims,
     state: Annotated[IngestState, Depends(ingest_state)],

@@ -5,11 +5,18 @@ that stays open until Kafka has acknowledged every event of the request, and is
 committed only then. A failed publish rolls the rows back, so the client's retry is
 accepted again; a crash between Kafka's ack and the commit makes the retry publish
 again, with the same deterministic event ids, which consumers drop as duplicates.
+
+Group commit: requests that arrive while earlier ones are being committed wait and
+then share one transaction and one Kafka send (up to :data:`FLUSHES` groups are under
+way at a time, so an idle ingest adds no wait). Each request still gets its own answer;
+a group that fails fails every request in it, and none of them was accepted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,11 +33,25 @@ from . import normalise
 from .segment import Alias, Call, Identify
 from .sources import Source
 
+FLUSHES = 2
+"""Groups committed at the same time, each on its own pooled connection."""
+GROUP_EVENTS = 1000
+"""A group takes waiting requests until it holds this many events (at least one request)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
     published: int
     duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    source: Source
+    calls: Sequence[Call]
+    message_ids: list[str]
+    received: normalise.Received
+    answer: asyncio.Future[Accepted]
 
 
 class Ingestor:
@@ -49,6 +70,8 @@ class Ingestor:
         self._dedupe_window = timedelta(days=settings.ingest_dedupe_days)
         # anonymous id → user id; a link never changes once made (first link wins).
         self._links: dict[str, str] = {}
+        self._waiting: deque[_Request] = deque()
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def accept(
         self, source: Source, calls: Sequence[Call], received_at: datetime | None = None
@@ -60,37 +83,80 @@ class Ingestor:
             max_future=self._max_future,
         )
         message_ids = [call.message_id or str(uuid.uuid4()) for call in calls]
+        answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Request(source, calls, message_ids, received, answer))
+        if len(self._flushers) < FLUSHES:
+            flusher = asyncio.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        # A request cancelled while it waits (the client went away) may still be
+        # committed with its group: a retry with the same messageIds is a duplicate.
+        return await answer
+
+    async def _flush(self) -> None:
+        """Commit groups of waiting requests until none waits."""
+        while self._waiting:
+            group = [self._waiting.popleft()]
+            events = len(group[0].calls)
+            while self._waiting and events + len(self._waiting[0].calls) <= GROUP_EVENTS:
+                events += len(self._waiting[0].calls)
+                group.append(self._waiting.popleft())
+            try:
+                answers = await self._commit(group)
+            except Exception as exc:  # every request of the group fails with it
+                for request in group:
+                    if not request.answer.done():
+                        request.answer.set_exception(exc)
+                continue
+            for request, accepted in zip(group, answers, strict=True):
+                if not request.answer.done():
+                    request.answer.set_result(accepted)
+
+    async def _commit(self, group: Sequence[_Request]) -> list[Accepted]:
+        """One transaction and one Kafka send for the group; each request's counts."""
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await self._claim(conn, source.id, message_ids, received)
-            todo = [
-                (call, mid) for call, mid in zip(calls, message_ids, strict=True) if mid in fresh
+            fresh = await self._claim(conn, group)
+            todo: list[list[tuple[Call, str]]] = []
+            for request in group:
+                mine: list[tuple[Call, str]] = []
+                for call, mid in zip(request.calls, request.message_ids, strict=True):
+                    key = (request.source.id, mid)
+                    if key in fresh:  # the first call with a messageId takes it
+                        fresh.discard(key)
+                        mine.append((call, mid))
+                todo.append(mine)
+            links = await self._stitch(conn, [call for mine in todo for call, _ in mine])
+            events = [
+                self._event(call, mid, request.received, links)
+                for request, mine in zip(group, todo, strict=True)
+                for call, mid in mine
             ]
-            links = await self._stitch(conn, [call for call, _ in todo])
-            events = [self._event(call, mid, received, links) for call, mid in todo]
             await self._producer.send(self._topic, events)
         self._links.update(links)
-        return Accepted(published=len(events), duplicates=len(calls) - len(events))
+        return [
+            Accepted(published=len(mine), duplicates=len(request.calls) - len(mine))
+            for request, mine in zip(group, todo, strict=True)
+        ]
 
-    async def _claim(
-        self,
-        conn: Connection,
-        source_id: int,
-        message_ids: list[str],
-        received: normalise.Received,
-    ) -> set[str]:
-        """Insert the messageIds not seen yet; returns those (a concurrent retry waits here)."""
+    async def _claim(self, conn: Connection, group: Sequence[_Request]) -> set[tuple[int, str]]:
+        """Insert the messageIds not seen yet; returns those (a concurrent retry waits here).
+
+        In key order, so two groups claiming some of the same ids lock them in the same
+        order and never deadlock.
+        """
         rows = await conn.fetch(
             """
             INSERT INTO ingest_messages (source_id, message_id, received_at)
-            SELECT $1, m, $3 FROM unnest($2::text[]) AS t(m)
+            SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS t(s, m, r)
+            ORDER BY s, m
             ON CONFLICT (source_id, message_id) DO NOTHING
-            RETURNING message_id
+            RETURNING source_id, message_id
             """,
-            source_id,
-            message_ids,
-            received.at,
+            [request.source.id for request in group for _ in request.message_ids],
+            [mid for request in group for mid in request.message_ids],
+            [request.received.at for request in group for _ in request.message_ids],
         )
-        return {row["message_id"] for row in rows}
+        return {(row["source_id"], row["message_id"]) for row in rows}
 
     async def _stitch(self, conn: Connection, calls: Sequence[Call]) -> dict[str, str]:
         """Record the links these calls make, then resolve every anonymous id they use."""

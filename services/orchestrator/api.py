@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["prospects"])
 TIMELINE_LIMIT = 500
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 

@@ -62,6 +62,14 @@ async def ingest_server(
     port = free_port()
     env = {**os.environ, "TRAYECTO_DATABASE_URL": dsn, "TRAYECTO_LOG_LEVEL": "WARNING"}
     argv = ("-m", "shared.bench.server", "ingest", str(port), topic, str(workers))
+    async with _healthy(argv, env, port, "ingest") as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def _healthy(
+    argv: tuple[str, ...], env: dict[str, str], port: int, name: str
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     url = f"http://127.0.0.1:{port}"
     async with service_process(argv, env) as process, httpx.AsyncClient(base_url=url) as client:
         deadline = time.monotonic() + 30
@@ -70,7 +78,7 @@ async def ingest_server(
                 if (await client.get("/healthz")).status_code == 200:
                     break
             if process.returncode is not None or time.monotonic() > deadline:
-                raise RuntimeError("the benchmark's ingest server did not become healthy")
+                raise RuntimeError(f"the benchmark's {name} server did not become healthy")
             await asyncio.sleep(0.2)
         yield url, process
 
@@ -157,7 +165,12 @@ async def run(
         report.context["ingest_workers"] = str(workers)
         rates: dict[str, list[float]] = {}
         failed: dict[str, int] = {"single": 0, "batch": 0}
-        async with ingest_server(dsn, topic, workers) as (url, _):
+        floor_port = free_port()
+        floor_argv = ("-m", "shared.bench.server", "http-floor", str(floor_port), str(workers))
+        async with (
+            ingest_server(dsn, topic, workers) as (url, _),
+            _healthy(floor_argv, dict(os.environ), floor_port, "HTTP floor") as (floor_url, _),
+        ):
             with tempfile.TemporaryDirectory() as tmp:
 
                 async def load(name: str, batch: int, connections: int, secs: float) -> None:
@@ -177,6 +190,14 @@ async def run(
                     for name, batch, connections in (("single", 1, 32), ("batch", 100, 8)):
                         progress(f"ingest: round {round_}/{rounds}, {name}, {seconds:.0f}s")
                         await load(name, batch, connections, seconds)
+                    progress(f"ingest: round {round_}/{rounds}, HTTP floor, {seconds:.0f}s")
+                    floor = await run_wrk(
+                        wrk, floor_url, authorization, batch=1, connections=32, seconds=seconds,
+                        run=f"floor-{uuid.uuid4().hex[:8]}", workdir=Path(tmp),
+                    )  # fmt: skip
+                    if floor.failed:
+                        raise RuntimeError(f"the HTTP floor failed {floor.failed} requests")
+                    rates.setdefault("http_floor", []).append(floor.requests / floor.seconds)
                     for name, measure in (("raw_send", _raw_send), ("raw_batch_api", _raw_batches)):
                         progress(f"ingest: round {round_}/{rounds}, {name.replace('_', ' ')}")
                         started = time.monotonic()
@@ -188,6 +209,10 @@ async def run(
         report.add(f"ingest.{name}.failed_requests", failed[name], "requests")
     for name in ("raw_send", "raw_batch_api"):
         report.add(f"ingest.{name}.records_per_s", median[name], "records/s")
+    report.add("ingest.http_floor.requests_per_s", median["http_floor"], "requests/s")
     for name in ("single", "batch"):
         for limit in ("raw_send", "raw_batch_api"):
             report.add(f"ingest.{name}.ratio_to_{limit}", median[name] / median[limit], "ratio")
+    report.add(
+        "ingest.single.ratio_to_http_floor", median["single"] / median["http_floor"], "ratio"
+    )

@@ -1,6 +1,7 @@
 """A service run for a benchmark in its own process(es), on its own database and topics.
 
 ``python -m shared.bench.server ingest PORT TOPIC WORKERS``
+``python -m shared.bench.server http-floor PORT WORKERS``
 ``python -m shared.bench.server orchestrator PORT PREFIX GROUP``
 ``python -m shared.bench.server delivery PORT PREFIX GROUP``
 
@@ -15,7 +16,7 @@ import os
 import sys
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from services.delivery import create_app as delivery_app
 from services.delivery.worker import DeliveryTopics
@@ -29,6 +30,7 @@ from shared.topics import DELIVERY_COMMANDS, DELIVERY_DLQ, DELIVERY_OUTCOMES
 _TOPIC_VARIABLE = "TRAYECTO_BENCH_TOPIC"
 USAGE = (
     "usage: python -m shared.bench.server ingest PORT TOPIC WORKERS\n"
+    "       python -m shared.bench.server http-floor PORT WORKERS\n"
     "       python -m shared.bench.server orchestrator PORT PREFIX GROUP\n"
     "       python -m shared.bench.server delivery PORT PREFIX GROUP"
 )
@@ -43,6 +45,35 @@ def _ingest(port: int, topic: str, workers: int) -> None:
     os.environ[_TOPIC_VARIABLE] = topic
     uvicorn.run(
         "shared.bench.server:bench_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def floor_app() -> FastAPI:
+    """The HTTP floor: ``POST /v1/track`` on the same server and framework as ingest,
+    reading the body and answering as ingest does, with nothing else done."""
+    app = FastAPI()
+
+    @app.post("/v1/track")
+    async def track(request: Request) -> dict[str, object]:
+        await request.body()
+        return {"success": True, "published": 1, "duplicates": 0}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _http_floor(port: int, workers: int) -> None:
+    uvicorn.run(
+        "shared.bench.server:floor_app",
         factory=True,
         host="127.0.0.1",
         port=port,
@@ -75,6 +106,8 @@ def main() -> None:
     match sys.argv[1:]:
         case ["ingest", port, topic, workers]:
             _ingest(int(port), topic, int(workers))
+        case ["http-floor", port, workers]:
+            _http_floor(int(port), int(workers))
         case ["orchestrator", port, prefix, group]:
             _orchestrator(int(port), prefix, group)
         case ["delivery", port, prefix, group]:
