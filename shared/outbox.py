@@ -86,19 +86,23 @@ async def relay_forever(
     wake: asyncio.Event,
     interval_s: float = 1.0,
     stop: asyncio.Event | None = None,
+    pause_s: float = 0.0,
 ) -> None:
     """Relay whenever woken (after a commit) and at least every ``interval_s``.
 
     Once ``stop`` is set (and ``wake`` with it), one last round relays every row
     committed before, then the loop returns: cancelled during a publish instead, the
     relay would leave published rows unmarked, and another relay would publish them again.
+    While rows keep coming, a round follows the previous one after ``pause_s``: rows
+    committed meanwhile go out together (fewer, larger rounds), at most that much later.
     """
     while True:
         stopping = stop is not None and stop.is_set()
         wake.clear()  # before relaying: a commit during the relay wakes the next round
         try:
             while await relay(pool, producer) > 0:
-                pass
+                if pause_s > 0:
+                    await asyncio.sleep(pause_s)
         except KafkaUnavailable:
             log.warning("outbox relay: Kafka unavailable; rows stay in the outbox")
         except (OSError, asyncpg.PostgresError):

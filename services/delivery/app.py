@@ -35,6 +35,8 @@ from .render import render
 from .worker import DeliveryTopics, Worker
 
 log = logging.getLogger(__name__)
+RELAY_PAUSE_S = 0.05
+"""While sends go on, outcomes are relayed every 50 ms, many per round (see relay_forever)."""
 
 
 class PublishedContent:
@@ -96,7 +98,10 @@ def create_app(
         sending = supervised("delivery-worker", worker.run())
         relay_stop = asyncio.Event()
         relaying = supervised(
-            "delivery-relay", outbox.relay_forever(pool, producer, relay_wake, stop=relay_stop)
+            "delivery-relay",
+            outbox.relay_forever(
+                pool, producer, relay_wake, stop=relay_stop, pause_s=RELAY_PAUSE_S
+            ),
         )
         tasks = [
             sending,

@@ -8,6 +8,7 @@ webhook channel get a JSON payload.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from email.errors import MessageError
 from email.headerregistry import Address
@@ -37,7 +38,9 @@ from .content.context import Facts, copy_context, facts_of, one_line, text_of
 
 __all__ = ["RenderError", "RenderedMessage", "RenderedPayload", "message_id", "render"]
 ICS_TYPE = "text/calendar; method=REQUEST; charset=UTF-8"
-_NOT_COPY = {"weekdays", "months", "ics_filename", "date_format"}
+_ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_PLAIN_ADDRESS = re.compile(f"(?P<local>{_ATOMS})@(?P<domain>{_ATOMS})")
+"""``local@domain``, both dot-atoms (RFC 5322 3.4.1): most addresses, valid as they are."""
 _BUTTONS = {
     ContentType.VIDEO: "watch",
     ContentType.PDF: "download",
@@ -75,8 +78,10 @@ class _Copy:
         self.content, self.locale = resolved.item.id, resolved.locale
 
     def __call__(self, source: str, field: str) -> str:
-        where = Where(self.content, self.locale, field)
-        return render_copy(self.catalogue.copy(source), self.context, where)
+        compiled = self.catalogue.copy(source)
+        if isinstance(compiled, str):  # no template syntax: the text itself
+            return compiled
+        return render_copy(compiled, self.context, Where(self.content, self.locale, field))
 
     def optional(self, source: str | None, field: str) -> str | None:
         return None if source is None else self(source, field)
@@ -116,8 +121,12 @@ def _message(
 ) -> RenderedMessage:
     item, text, where = resolved.item, resolved.text, Where(resolved.item.id, resolved.locale)
     to = _address(command, copy.context["name"], where)
-    strings = catalogue.strings_for(resolved.locale)
-    words = {k: v if k in _NOT_COPY else copy(v, f"strings.{k}") for k, v in strings}
+    layout = catalogue.words_for(resolved.locale)
+    words = dict(layout.fixed)
+    for key, source in layout.templated:
+        words[key] = render_copy(
+            source, copy.context, Where(item.id, resolved.locale, f"strings.{key}")
+        )
     subject = one_line(copy(text.subject, "subject"))
     button = copy(text.cta, "cta") if text.cta else words[_BUTTONS.get(item.type, "more")]
     event_title = copy.optional(text.event_title, "event_title")
@@ -200,6 +209,9 @@ def _address(command: DeliveryCommand, name: str, where: Where) -> Address:
     if not email:
         raise where.error("no email address")
     try:
+        if plain := _PLAIN_ADDRESS.fullmatch(email):
+            # What parsing it would give, without parsing it.
+            return Address(one_line(name), plain["local"], plain["domain"])
         return Address(display_name=one_line(name), addr_spec=email)
     except (ValueError, MessageError) as exc:
         raise where.error(f"invalid email address {email!r}: {exc}") from exc

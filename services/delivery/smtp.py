@@ -9,13 +9,34 @@ crash before it is safely retried and a crash during it is never sent twice.
 from __future__ import annotations
 
 import asyncio
-import email.message
 import email.utils
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
+
+from .content import RenderedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message as SMTP carries it: MAIL FROM, RCPT TO and the bytes of DATA."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+    @classmethod
+    def of(cls, message: RenderedMessage, sender: str) -> Envelope:
+        """``message`` from ``sender`` (``Name <address>``, as in its ``From``)."""
+        return cls(_address(sender), (message.to.addr_spec,), message.to_bytes(sender))
+
+
+@lru_cache(maxsize=64)
+def _address(mailbox: str) -> str:
+    return email.utils.parseaddr(mailbox)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +77,12 @@ class InDoubt(Exception):
     """The connection broke during DATA: the server may or may not have the message."""
 
 
+class Withdrawn(Exception):
+    """Raised by ``on_handoff`` to keep a message from being handed off after all (its
+    recipient was suppressed meanwhile, its claim was lost): nothing was sent, and the
+    session is reset (RSET) and kept."""
+
+
 class PermanentFailure(Exception):
     """Not worth retrying: 5xx answers. ``bounced`` when the address itself is refused."""
 
@@ -89,21 +116,27 @@ class SmtpSessions:
         self._max_messages = max_messages
         self._idle: list[_Session] = []
 
-    async def hand_off(
-        self, message: email.message.Message, on_handoff: Callable[[], Awaitable[None]]
-    ) -> str:
-        """Send one message; returns the server's answer to DATA. Raises the failures above."""
-        sender = email.utils.parseaddr(str(message["From"]))[1]
-        recipients = [addr for _, addr in email.utils.getaddresses(message.get_all("To", []))]
+    async def hand_off(self, envelope: Envelope, on_handoff: Callable[[], Awaitable[None]]) -> str:
+        """Send one message; returns the server's answer to DATA. Raises the failures above,
+        and what ``on_handoff`` raises."""
         session: _Session | None = None
         handing_off = False
         try:
-            session = await self._mail_from(sender)
-            for recipient in recipients:
+            session = await self._mail_from(envelope.sender)
+            for recipient in envelope.recipients:
                 await session.client.rcpt(recipient)
             await on_handoff()
             handing_off = True
-            answer = await session.client.data(message.as_bytes())
+            answer = await session.client.data(envelope.data)
+        except Withdrawn:
+            assert session is not None
+            try:
+                await session.client.rset()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                session.client.close()
+            else:
+                await self._put_back(session)
+            raise
         except aiosmtplib.SMTPRecipientRefused as exc:
             raise _classify(exc.code, f"recipient refused: {exc.message}", address=True) from exc
         except aiosmtplib.SMTPResponseException as exc:

@@ -1,18 +1,22 @@
-"""Sending the accepted commands: claim, check consent, render, hand off once, record.
+"""Sending the accepted commands: claim, render, check consent, hand off once, record.
 
 Every command has one ``deliveries`` row (written by the inbox before any send). A
-worker claims due rows (``sending``), and for each: checks the suppression list,
-renders, marks ``handing_off`` just before the SMTP DATA (or the webhook POST), and
-records the final state with its outcome message in one transaction. A crash while
-``sending`` is retried (nothing was handed off); a crash while ``handing_off`` is never
-retried: the row becomes ``in_doubt`` (reported as a failed outcome) rather than risk a
-second copy in someone's inbox.
+worker claims due rows (``sending``) and renders them ahead into a short queue. Each of
+its ``delivery_concurrency`` senders takes the next message, checks the suppression list
+and marks the row ``handing_off`` in one statement just before the SMTP DATA (or the
+webhook POST), and goes on to the next message while the final state is recorded with
+its outcome message in one statement. A crash while ``sending`` is retried (nothing was
+handed off); a crash while ``handing_off`` is never retried: the row becomes
+``in_doubt`` (reported as a failed outcome) rather than risk a second copy in someone's
+inbox.
+
+The marks and the outcomes of concurrent sends go to PostgreSQL together (``records``):
+each send still waits for its own mark before DATA.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import uuid
@@ -32,7 +36,16 @@ from shared.settings import Settings
 from shared.topics import DELIVERY_DLQ, DELIVERY_OUTCOMES
 
 from .content import RenderedPayload
-from .smtp import InDoubt, PermanentFailure, SmtpServer, SmtpSessions, TransientFailure
+from .records import SendRecords, Suppressed
+from .smtp import (
+    Envelope,
+    InDoubt,
+    PermanentFailure,
+    SmtpServer,
+    SmtpSessions,
+    TransientFailure,
+    Withdrawn,
+)
 from .webhook import post_webhook
 
 log = logging.getLogger(__name__)
@@ -42,8 +55,29 @@ RECOVER_EVERY_S = 10.0
 Renderer = Callable[[DeliveryCommand, datetime], Any]
 
 
-class LostClaim(Exception):
-    """The claim expired and another worker owns the delivery now."""
+class _Unrenderable(Exception):
+    """The command cannot be rendered (its content, a template): not worth retrying."""
+
+
+_CLAIM = """
+    UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1,
+           claimed_at = now(), updated_at = now()
+    FROM (SELECT command_id FROM deliveries
+          WHERE status = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+    WHERE d.command_id = due.command_id
+    RETURNING d.command, d.attempts
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A claimed delivery, rendered: its envelope or payload, or why it cannot be."""
+
+    command: DeliveryCommand
+    attempt: int
+    claimed_at: float
+    message: Envelope | RenderedPayload | Exception
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +103,11 @@ class Worker:
         self._smtp = SmtpSessions(
             SmtpServer.from_url(settings.smtp_url), timeout_s=settings.smtp_timeout_s
         )
+        self._sender = settings.smtp_sender
         self._pacer = Pacer(settings.rate_limits(), default=10.0)
-        self._slots = asyncio.Semaphore(settings.delivery_concurrency)
+        self._records = SendRecords(pool, topics.outcomes)
+        self._recording: set[asyncio.Task[None]] = set()
+        self._crashed: BaseException | None = None
         # Fault-injection point for tests: called with the number of hand-offs so far
         # right after the server accepted one, before it is recorded as sent.
         self.after_handoff: Callable[[int], Awaitable[None]] | None = None
@@ -92,7 +129,32 @@ class Worker:
             await self._smtp.close()
 
     async def _run(self, poll_s: float) -> None:
+        """``delivery_concurrency`` senders, each handing off one message after the other
+        as an SMTP client would, take the claimed messages from a short queue, rendered
+        ahead: a sender done with one message starts the next at once."""
+        concurrency = self._settings.delivery_concurrency
+        ready: asyncio.Queue[_Claimed] = asyncio.Queue(concurrency)
+        senders = [asyncio.create_task(self._send_from(ready)) for _ in range(concurrency)]
+        try:
+            await self._fill(ready, poll_s)
+            await ready.join()  # stopping: what was queued is sent or given back
+        except asyncio.CancelledError:
+            for recording in self._recording:
+                recording.cancel()
+            raise
+        finally:
+            for sender in senders:  # waiting for the next message, or cancelled with us
+                sender.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+            if self._recording:
+                await asyncio.wait(self._recording)
+        if self._crashed is not None:
+            raise self._crashed
+
+    async def _fill(self, ready: asyncio.Queue[_Claimed], poll_s: float) -> None:
+        """Claims, renders and queues the due deliveries; recovers abandoned claims."""
         loop = asyncio.get_running_loop()
+        batch = self._settings.delivery_concurrency * 2
         next_recovery = 0.0
         while not self._stopping:
             if loop.time() >= next_recovery:
@@ -102,30 +164,73 @@ class Worker:
                     log.exception("recovering abandoned deliveries failed; retrying")
                 next_recovery = loop.time() + RECOVER_EVERY_S
             try:
-                claimed = await self.claim(self._settings.delivery_concurrency * 4)
+                claimed = await self.claim(batch)
             except (OSError, asyncpg.PostgresError):
                 log.exception("claiming deliveries failed; retrying")
                 claimed = []
-            if claimed:
-                claimed_at = loop.time()
-                await asyncio.gather(*(self._send_one(c, n, claimed_at) for c, n in claimed))
-            else:
-                await self._smtp.expire()
+            if not claimed:
+                if ready.empty():
+                    await self._smtp.expire()
                 await asyncio.sleep(poll_s)
+                continue
+            claimed_at = loop.time()
+            for index, (command, attempt) in enumerate(claimed):
+                if self._stopping:  # claimed, not started: another worker sends them now
+                    for left in claimed[index:]:
+                        await self._give_back(*left)
+                    break
+                message = self._prepare(command)
+                await ready.put(_Claimed(command, attempt, claimed_at, message))
+
+    async def _send_from(self, ready: asyncio.Queue[_Claimed]) -> None:
+        while True:
+            claimed = await ready.get()
+            try:
+                if self._stopping:
+                    await self._give_back(claimed.command, claimed.attempt)
+                else:
+                    await self._send(claimed)
+            except Exception as exc:
+                self._crash(exc)
+            finally:
+                ready.task_done()
+
+    def _crash(self, exc: Exception) -> None:
+        """Something unforeseen: stop claiming and let ``run`` raise it once the queued
+        deliveries are given back (the process then exits, see ``supervised``)."""
+        self._crashed = self._crashed or exc
+        self._stopping = True
+
+    async def _send(self, claimed: _Claimed) -> None:
+        command, attempt = claimed.command, claimed.attempt
+        try:
+            result = await self._hand_off(command, attempt, claimed.message)
+        except (OSError, asyncpg.PostgresError):
+            # The row stays claimed; recovery retries it after the lease.
+            log.exception("handing off delivery %s failed", command.command_id)
+            return
+        # Recording what happened needs no sender: the next message starts meanwhile.
+        recording = asyncio.create_task(self._record_safely(claimed, result))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
+
+    async def _record_safely(self, claimed: _Claimed, result: str | Exception) -> None:
+        try:
+            await self._record(claimed.command, claimed.attempt, result, claimed.claimed_at)
+        except (OSError, asyncpg.PostgresError):
+            # The row stays claimed; recovery retries it after the lease.
+            log.exception("recording delivery %s failed", claimed.command.command_id)
+        except Exception as exc:
+            self._crash(exc)
+
+    async def _give_back(self, command: DeliveryCommand, attempt: int) -> None:
+        try:
+            await self._release(command, attempt)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("giving back delivery %s failed", command.command_id)
 
     async def claim(self, limit: int) -> list[tuple[DeliveryCommand, int]]:
-        rows = await self._pool.fetch(
-            """
-            UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1,
-                   claimed_at = now(), updated_at = now()
-            FROM (SELECT command_id FROM deliveries
-                  WHERE status = 'pending' AND next_attempt_at <= now()
-                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
-            WHERE d.command_id = due.command_id
-            RETURNING d.command, d.attempts
-            """,
-            limit,
-        )
+        rows = await self._pool.fetch(_CLAIM, limit)
         return [(DeliveryCommand.model_validate_json(r["command"]), r["attempts"]) for r in rows]
 
     async def recover(self) -> None:
@@ -156,17 +261,6 @@ class Worker:
         if rows:
             self._relay_wake.set()
 
-    async def _send_one(self, command: DeliveryCommand, attempt: int, claimed_at: float) -> None:
-        async with self._slots:
-            try:
-                if self._stopping:  # claimed, not started: another worker sends it now
-                    await self._release(command, attempt)
-                    return
-                await self._deliver(command, attempt, claimed_at)
-            except (OSError, asyncpg.PostgresError):
-                # The row stays claimed; recovery retries it after the lease.
-                log.exception("recording delivery %s failed", command.command_id)
-
     async def _release(self, command: DeliveryCommand, attempt: int) -> None:
         await self._pool.execute(
             "UPDATE deliveries SET status = 'pending', attempts = attempts - 1,"
@@ -175,50 +269,70 @@ class Worker:
             attempt,
         )
 
-    async def _deliver(self, command: DeliveryCommand, attempt: int, claimed_at: float) -> None:
-        reason = await self._suppressed(command)
-        if reason is not None:
-            await self._finish(command, attempt, "skipped", DeliveryStatus.SKIPPED, reason)
-            return
+    def _prepare(self, command: DeliveryCommand) -> Envelope | RenderedPayload | Exception:
+        """What to hand off for ``command``: the email's envelope, the webhook's payload,
+        or why it cannot be rendered."""
         try:
             rendered = self._render(command, datetime.now(UTC))
         except Exception as exc:  # a template error or bad content is not retried
-            await self._dead(command, attempt, f"cannot render: {exc}")
-            return
+            return _Unrenderable(f"cannot render: {exc}")
+        if isinstance(rendered, RenderedPayload):  # social posts and the webhook channel
+            return rendered
+        return Envelope.of(rendered, self._sender)
+
+    async def _hand_off(
+        self,
+        command: DeliveryCommand,
+        attempt: int,
+        message: Envelope | RenderedPayload | Exception,
+    ) -> str | Exception:
+        """The server's answer, or why the message was not handed off (or may not have
+        been). Nothing is recorded yet but the hand-off mark."""
+        if isinstance(message, Exception):
+            return message
         await self._pacer.wait(command.channel.value)
 
         async def mark_handoff() -> None:
-            # Fenced by the attempt number: if this claim was given up as abandoned and
-            # claimed again meanwhile, this worker must not send.
-            done = await self._pool.execute(
-                "UPDATE deliveries SET status = 'handing_off', updated_at = now()"
-                " WHERE command_id = $1 AND status = 'sending' AND attempts = $2",
-                command.command_id,
-                attempt,
-            )
-            if done != "UPDATE 1":
-                raise LostClaim(str(command.command_id))
+            await self._records.mark_handoff(command, attempt)
 
         try:
-            if isinstance(rendered, RenderedPayload):  # social posts and the webhook channel
-                answer = await post_webhook(self._settings, rendered, mark_handoff)
+            if isinstance(message, RenderedPayload):
+                answer = await post_webhook(self._settings, message, mark_handoff)
             else:
-                message = rendered.to_email_message(self._settings.smtp_sender)
                 answer = await self._smtp.hand_off(message, mark_handoff)
-        except TransientFailure as exc:
-            await self._retry(command, attempt, str(exc))
-        except PermanentFailure as exc:
-            status = DeliveryStatus.BOUNCED if exc.bounced else DeliveryStatus.FAILED
-            await self._finish(command, attempt, status.value, status, str(exc), bounce=exc.bounced)
-        except LostClaim:
-            log.warning("delivery %s was claimed again elsewhere; not sending", command.command_id)
-        except InDoubt as exc:
-            await self._finish(command, attempt, "in_doubt", DeliveryStatus.FAILED, str(exc))
-        else:
-            self._handoffs += 1
-            if self.after_handoff is not None:
-                await self.after_handoff(self._handoffs)
-            await self._record_sent(command, attempt, answer, claimed_at)
+        except (Withdrawn, TransientFailure, PermanentFailure, InDoubt) as exc:
+            return exc
+        self._handoffs += 1
+        if self.after_handoff is not None:
+            await self.after_handoff(self._handoffs)
+        return answer
+
+    async def _record(
+        self, command: DeliveryCommand, attempt: int, result: str | Exception, claimed_at: float
+    ) -> None:
+        match result:
+            case str():
+                await self._record_sent(command, attempt, result, claimed_at)
+            case Suppressed():
+                await self._finish(
+                    command, attempt, "skipped", DeliveryStatus.SKIPPED, result.reason
+                )
+            case TransientFailure():
+                await self._retry(command, attempt, str(result))
+            case PermanentFailure():
+                status = DeliveryStatus.BOUNCED if result.bounced else DeliveryStatus.FAILED
+                bounce = result.bounced
+                await self._finish(
+                    command, attempt, status.value, status, str(result), bounce=bounce
+                )
+            case InDoubt():
+                await self._finish(command, attempt, "in_doubt", DeliveryStatus.FAILED, str(result))
+            case _Unrenderable():
+                await self._dead(command, attempt, str(result))
+            case _:  # the claim was lost (Withdrawn)
+                log.warning(
+                    "delivery %s was claimed again elsewhere; not sending", command.command_id
+                )
 
     async def _record_sent(
         self, command: DeliveryCommand, attempt: int, answer: str, claimed_at: float
@@ -240,18 +354,6 @@ class Worker:
                     raise
                 log.warning("recording sent delivery %s failed; retrying", command.command_id)
                 await asyncio.sleep(1)
-
-    async def _suppressed(self, command: DeliveryCommand) -> str | None:
-        # An erased person's suppressions are kept by the hash of the address only.
-        address = command.recipient.get("email")
-        reason: str | None = await self._pool.fetchval(
-            "SELECT reason FROM suppressions WHERE channel = $2"
-            " AND (prospect_id = $1 OR address_hash = address_hash($3)) LIMIT 1",
-            command.prospect_id,
-            command.channel.value,
-            address if isinstance(address, str) else None,
-        )
-        return reason
 
     async def _retry(self, command: DeliveryCommand, attempt: int, reason: str) -> None:
         if attempt >= self._settings.delivery_max_attempts:
@@ -291,20 +393,9 @@ class Worker:
         *,
         bounce: bool = False,
     ) -> None:
-        if not bounce:  # one statement: the row's state and its outcome, atomically
+        if not bounce:
             record = encode(self._outcome_message(command, status, attempt, reason))
-            await self._pool.execute(
-                "WITH done AS (UPDATE deliveries SET status = $2, reason = $3, updated_at = now()"
-                " WHERE command_id = $1)"
-                " INSERT INTO outbox (topic, key, value, headers) VALUES ($4, $5, $6, $7::jsonb)",
-                command.command_id,
-                state,
-                reason[:2000],
-                self._topics.outcomes,
-                record.key,
-                record.value,
-                json.dumps(record.headers),
-            )
+            await self._records.finish(command.command_id, state, reason[:2000], record)
             self._relay_wake.set()
             return
         async with self._pool.acquire() as conn, conn.transaction():

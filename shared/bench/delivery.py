@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import os
 import statistics
 import sys
@@ -33,6 +32,7 @@ import asyncpg
 
 from services.delivery.content import RenderedMessage, load_catalogue
 from services.delivery.render import render
+from services.delivery.smtp import Envelope
 from shared.contract import Channel, ContentType, DeliveryCommand
 from shared.db import migrate
 from shared.kafka.codec import encode
@@ -138,14 +138,12 @@ def _command(prospect: str) -> DeliveryCommand:
 
 
 def _render(settings: Settings, command: DeliveryCommand) -> _Message:
+    """The envelope and bytes the service hands to SMTP for ``command``."""
     rendered = render(command, load_catalogue(settings.content_dir), settings, datetime.now(UTC))
     assert isinstance(rendered, RenderedMessage), "an email content renders an email"
-    message = rendered.to_email_message(settings.smtp_sender)
-    return _Message(
-        sender=email.utils.parseaddr(str(message["From"]))[1],
-        recipient=rendered.to.addr_spec,
-        data=message.as_bytes(),
-    )
+    envelope = Envelope.of(rendered, settings.smtp_sender)
+    [recipient] = envelope.recipients
+    return _Message(sender=envelope.sender, recipient=recipient, data=envelope.data)
 
 
 async def _produce(

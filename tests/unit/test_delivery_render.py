@@ -308,6 +308,25 @@ def test_a_missing_variable_names_content_locale_and_variable(tmp_path: Path) ->
     assert "sla_hours" in str(failed.value)
 
 
+def test_copy_that_only_uses_the_brand_renders_once_and_its_failures_still_name_it(
+    tmp_path: Path,
+) -> None:
+    def brand_only(data: dict[str, Any], root: Path) -> None:
+        data["brand"]["name"] = "Marca <Nueva>"
+        data["strings"]["es"]["why"] = "Te escribe {{ brand.name }}."
+        data["strings"]["en"]["why"] = "From {{ brand.nope }}."  # fails at every send
+
+    catalogue = _copy(tmp_path, brand_only)
+    assert catalogue.copies["Te escribe {{ brand.name }}."] == "Te escribe Marca <Nueva>."
+    rendered = message("it-welcome", catalogue)
+    assert "Te escribe Marca <Nueva>." in rendered.text
+    assert "Te escribe Marca &lt;Nueva&gt;." in rendered.html  # escaped where HTML uses it
+    with pytest.raises(RenderError) as failed:
+        message("it-welcome", catalogue, locale="en")
+    assert "strings.why" in str(failed.value)
+    assert "nope" in str(failed.value)
+
+
 def test_a_template_typo_names_the_template(tmp_path: Path) -> None:
     def typo(data: dict[str, Any], root: Path) -> None:
         path = root / "templates" / "survey.txt.j2"

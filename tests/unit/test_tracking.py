@@ -183,6 +183,27 @@ def test_fields_appended_by_a_newer_signer_are_ignored() -> None:
         verify_link([NEW], missing_required, NOW)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"url": None, "command_id": None, "kind": "o"},  # short: not compressed
+        {"url": "https://example.com/" + "ñandú/" * 200, "kind": "c"},  # long, not ASCII
+        {"prospect_id": "José Núñez", "channel": "webinar", "kind": "w/attend"},
+    ],
+)
+@pytest.mark.parametrize("keys", [[NEW], [NEW, OLD], ["clave-ñ"]])
+def test_tokens_are_what_itsdangerous_signs(changes: dict[str, object], keys: list[str]) -> None:
+    # Links are verified with itsdangerous (ingest): signing must keep to its format.
+    from shared.tracking import _FIELDS, FORMAT, _serializer
+
+    claims = _claims(**changes)
+    values = claims.model_dump(mode="json")
+    reference = _serializer(tuple(keys)).dumps([FORMAT, *(values[f] for f in _FIELDS)])
+    assert sign_link(keys, claims) == reference
+    assert verify_link(keys, reference, NOW) == claims
+
+
 # Key rotation with a grace period ("NEW,OLD until 2027-01-15"; NOW is 08:00 UTC that day).
 TODAY = datetime.fromtimestamp(NOW, UTC).date()
 END_OF_TODAY = datetime.combine(TODAY + timedelta(days=1), datetime.min.time(), UTC).timestamp()

@@ -7,13 +7,14 @@ instead of dead-lettering commands one by one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
@@ -22,6 +23,8 @@ from shared.contract.enums import ContentType
 from .model import Brand, CatalogueFile, ContentItem, LocaleText, Strings
 from .templates import Copy, compile_copy, make_environment
 
+NOT_COPY = frozenset({"weekdays", "months", "ics_filename", "date_format"})
+"""Strings that are data for the layout (dates, a file name), not copy to render."""
 CATALOGUE_FILE = "catalogue.yaml"
 TEMPLATES_DIR = "templates"
 FILES_DIR = "files"
@@ -50,6 +53,15 @@ class Resolved:
 
 
 @dataclass(frozen=True, slots=True)
+class Words:
+    """A locale's strings as a message uses them: ``fixed``, the same in every message
+    (text, and the data in NOT_COPY); ``templated``, the copy rendered per message."""
+
+    fixed: Mapping[str, Any]
+    templated: tuple[tuple[str, Template], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Catalogue:
     root: Path
     brand: Brand
@@ -58,6 +70,8 @@ class Catalogue:
     env: ImmutableSandboxedEnvironment
     copies: Mapping[str, Copy]
     """Every copy string of the catalogue, compiled once."""
+    words: Mapping[str, Words]
+    """``strings`` by locale, split as each message uses them."""
 
     def __contains__(self, content_id: object) -> bool:
         return content_id in self.items
@@ -90,6 +104,10 @@ class Catalogue:
 
     def strings_for(self, locale: str) -> Strings:
         return next(self.strings[loc] for loc in fallbacks(locale) if loc in self.strings)
+
+    def words_for(self, locale: str) -> Words:
+        """``strings_for(locale)`` split as a message uses them."""
+        return next(self.words[loc] for loc in fallbacks(locale) if loc in self.words)
 
 
 def fallbacks(locale: str) -> list[str]:
@@ -130,7 +148,38 @@ def load_catalogue(root: Path) -> Catalogue:
         problems += _check_item(root, env, item, copies)
     if problems:
         raise CatalogueError(source, problems)
-    return Catalogue(root, top.brand, top.strings, items, env, copies)
+    _settle_constants(env, top.brand, copies)
+    words = {locale: _words(strings, copies, env) for locale, strings in top.strings.items()}
+    return Catalogue(root, top.brand, top.strings, items, env, copies, words)
+
+
+def _words(
+    strings: Strings, copies: Mapping[str, Copy], env: ImmutableSandboxedEnvironment
+) -> Words:
+    fixed: dict[str, Any] = {}
+    templated: list[tuple[str, Template]] = []
+    for key, value in strings:
+        compiled = value if key in NOT_COPY else copies.get(value) or compile_copy(env, value)
+        if isinstance(compiled, Template):
+            templated.append((key, compiled))
+        else:
+            fixed[key] = compiled
+    return Words(fixed, tuple(templated))
+
+
+def _settle_constants(
+    env: ImmutableSandboxedEnvironment, brand: Brand, copies: dict[str, Copy]
+) -> None:
+    """Copy that uses no variable but ``brand`` is the same text in every message:
+    rendered here once instead of at each send. One that fails to render is kept as a
+    template, so the send reports the failure as it would any other."""
+    context = {"brand": brand.model_dump()}
+    for source, copy in copies.items():
+        if isinstance(copy, str):
+            continue
+        if meta.find_undeclared_variables(env.parse(source)) <= {"brand"}:
+            with contextlib.suppress(TemplateError):
+                copies[source] = copy.render(context)
 
 
 def _problems(name: str, exc: ValidationError) -> list[str]:

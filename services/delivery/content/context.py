@@ -122,4 +122,6 @@ def text_of(value: JsonValue | None) -> str:
 
 def one_line(value: str) -> str:
     """Header-safe: no line breaks or other control characters."""
-    return " ".join("".join(c if c.isprintable() else " " for c in value).split())
+    if not value.isprintable():
+        value = "".join(c if c.isprintable() else " " for c in value)
+    return " ".join(value.split())

@@ -7,7 +7,7 @@ from email.headerregistry import Address
 import pytest
 
 from services.delivery.content import RenderedMessage
-from services.delivery.smtp import PermanentFailure, SmtpServer, SmtpSessions
+from services.delivery.smtp import Envelope, PermanentFailure, SmtpServer, SmtpSessions, Withdrawn
 
 from .smtp_server import SmtpServer as Receiver
 
@@ -35,7 +35,7 @@ class _HandOffs:
 
 async def _send(sessions: SmtpSessions, n: int, to: str = "ana@example.com") -> str:
     marks = _HandOffs()
-    answer = await sessions.hand_off(_message(n, to).to_email_message(SENDER), marks)
+    answer = await sessions.hand_off(Envelope.of(_message(n, to), SENDER), marks)
     assert marks.count == 1
     return answer
 
@@ -94,7 +94,7 @@ async def test_a_refused_recipient_closes_the_session_and_the_next_send_goes_thr
         try:
             await _send(sessions, 1)
             marks = _HandOffs()
-            refused = _message(2, "nadie@example.com").to_email_message(SENDER)
+            refused = Envelope.of(_message(2, "nadie@example.com"), SENDER)
             with pytest.raises(PermanentFailure) as failure:
                 await sessions.hand_off(refused, marks)
             assert failure.value.bounced
@@ -119,3 +119,21 @@ async def test_idle_sessions_expire() -> None:
         finally:
             await sessions.close()
         assert len(set(server.inbox.peers)) == 2
+
+
+async def test_a_hand_off_withdrawn_before_data_resets_the_session_and_keeps_it() -> None:
+    async def suppressed_meanwhile() -> None:
+        raise Withdrawn("suppressed since the claim")
+
+    with Receiver() as server:
+        sessions = _sessions(server)
+        try:
+            await _send(sessions, 1)
+            with pytest.raises(Withdrawn):
+                await sessions.hand_off(Envelope.of(_message(2), SENDER), suppressed_meanwhile)
+            await _send(sessions, 3)
+        finally:
+            await sessions.close()
+        assert _ids(server) == ["<m-1@trayecto>", "<m-3@trayecto>"]
+        assert server.inbox.data_attempts == 2  # no DATA for the withdrawn one
+        assert len(set(server.inbox.peers)) == 1  # RSET, and the same session went on
