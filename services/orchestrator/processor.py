@@ -20,6 +20,7 @@ from uuid import UUID
 
 from shared import outbox
 from shared.contract import (
+    DeliveryCommand,
     DeliveryOutcome,
     IdentifyEvent,
     StageTransition,
@@ -27,10 +28,10 @@ from shared.contract import (
     WireMessage,
 )
 from shared.db import Connection
-from shared.kafka.codec import Record
+from shared.kafka.codec import Record, encode
 
 from .catalog import JourneyCatalog
-from .engine import Decision, Input, ProspectState, TimerRequest, decide
+from .engine import Input, ProspectState, TimerRequest, decide
 from .engine.identity import adopt
 from .topics import OrchestratorTopics
 
@@ -55,6 +56,8 @@ class BatchResult:
     dead_letters: int = 0
     commands: int = 0
     transitions: list[StageTransition] = field(default_factory=list)
+    outbox: list[tuple[int, str, Record]] = field(default_factory=list)
+    """The outbox rows the batch wrote: (id, topic, record), in id order."""
 
 
 def _adopted(message: Input) -> str | None:
@@ -81,23 +84,27 @@ class Processor:
         dead_letters = list(dead)
         async with conn.transaction():
             fresh = await self._claim(conn, [message for message, _, _ in inputs])
-            todo = []
+            todo: list[tuple[Input, Record, str, str | None]] = []
             for message, record, topic in inputs:
                 if message.event_id in fresh:
                     fresh.discard(message.event_id)  # a copy later in the batch is a duplicate
-                    todo.append((message, record, topic))
+                    todo.append((message, record, topic, _adopted(message)))
             result.duplicates = len(inputs) - len(todo)
             # An identify also locks the anonymous prospect whose journeys it takes over.
             prospects = sorted(
-                {message.prospect_id for message, _, _ in todo}
-                | {a for message, _, _ in todo if (a := _adopted(message)) is not None}
+                {message.prospect_id for message, _, _, _ in todo}
+                | {anonymous for _, _, _, anonymous in todo if anonymous is not None}
             )
             states = await self._lock_and_load(conn, prospects)
-            decisions: list[Decision] = []
             changed: dict[str, ProspectState] = {}
             moved: dict[UUID, str] = {}  # run id → the user it moved to
-            for message, record, topic in todo:
-                anonymous = _adopted(message)
+            # What the batch's decisions add up to, gathered as they are made.
+            processed = 0
+            commands: list[DeliveryCommand] = []
+            transitions: list[StageTransition] = []
+            timers: list[tuple[str, TimerRequest]] = []  # (owner, timer)
+            cancelled: list[UUID] = []
+            for message, record, topic, anonymous in todo:
                 if anonymous is not None:
                     user, left, runs = adopt(
                         states.get(message.prospect_id), states.get(anonymous), message.prospect_id
@@ -123,26 +130,29 @@ class Processor:
                     continue
                 states[message.prospect_id] = decision.state
                 changed[message.prospect_id] = decision.state
-                decisions.append(decision)
+                processed += 1
+                commands += decision.commands
+                transitions += decision.transitions
+                timers += [(message.prospect_id, timer) for timer in decision.timers]
+                cancelled += decision.cancelled_timers
             await self._save_states(conn, list(changed.values()))
             if moved:
                 await conn.executemany(
                     "UPDATE timers SET prospect_id = $2 WHERE run_id = $1",
                     list(moved.items()),
                 )
-            await self._save_timers(conn, [t for d in decisions for t in d.timers], decisions)
-            await self._save_history(conn, [t for d in decisions for t in d.transitions])
-            await self._save_timeline(conn, [message for message, _, _ in todo])
-            messages: list[tuple[str, WireMessage]] = [
-                (self._topics.commands, c) for d in decisions for c in d.commands
-            ]
-            messages += [(self._topics.transitions, t) for d in decisions for t in d.transitions]
-            await outbox.add(conn, messages)
-            await outbox.add_records(conn, [self._dead(letter) for letter in dead_letters])
-        result.processed = len(decisions)
+            await self._save_timers(conn, timers, cancelled)
+            await self._save_history(conn, transitions)
+            await self._save_timeline(conn, [message for message, _, _, _ in todo])
+            records = [(self._topics.commands, encode(c)) for c in commands]
+            records += [(self._topics.transitions, encode(t)) for t in transitions]
+            records += [self._dead(letter) for letter in dead_letters]
+            ids = await outbox.add_records(conn, records)
+        result.processed = processed
         result.dead_letters = len(dead_letters)
-        result.commands = sum(len(d.commands) for d in decisions)
-        result.transitions = [t for d in decisions for t in d.transitions]
+        result.commands = len(commands)
+        result.transitions = transitions
+        result.outbox = [(i, topic, r) for i, (topic, r) in zip(ids, records, strict=True)]
         return result
 
     async def _claim(self, conn: Connection, messages: Sequence[WireMessage]) -> set[Any]:
@@ -185,14 +195,13 @@ class Processor:
         )
 
     async def _save_timers(
-        self, conn: Connection, timers: list[TimerRequest], decisions: list[Decision]
+        self, conn: Connection, timers: list[tuple[str, TimerRequest]], cancelled: list[UUID]
     ) -> None:
-        cancelled = [timer_id for d in decisions for timer_id in d.cancelled_timers]
+        """Delete the cancelled timers, insert the new ones (each with its prospect)."""
         if cancelled:
             await conn.execute("DELETE FROM timers WHERE timer_id = ANY($1::uuid[])", cancelled)
         if not timers:
             return
-        owner = {t.timer_id: d.state.prospect_id for d in decisions for t in d.timers}
         await conn.execute(
             """
             INSERT INTO timers (timer_id, prospect_id, run_id, journey, journey_version, step,
@@ -201,14 +210,14 @@ class Processor:
                                  $6::text[], $7::timestamptz[], $8::jsonb[])
             ON CONFLICT (timer_id) DO NOTHING
             """,
-            [t.timer_id for t in timers],
-            [owner[t.timer_id] for t in timers],
-            [t.run_id for t in timers],
-            [t.journey for t in timers],
-            [t.journey_version for t in timers],
-            [t.step for t in timers],
-            [t.due_at for t in timers],
-            [json.dumps(t.payload) for t in timers],
+            [t.timer_id for _, t in timers],
+            [owner for owner, _ in timers],
+            [t.run_id for _, t in timers],
+            [t.journey for _, t in timers],
+            [t.journey_version for _, t in timers],
+            [t.step for _, t in timers],
+            [t.due_at for _, t in timers],
+            [json.dumps(t.payload) for _, t in timers],
         )
 
     async def _save_history(self, conn: Connection, transitions: list[StageTransition]) -> None:

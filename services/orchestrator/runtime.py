@@ -139,11 +139,13 @@ class Orchestrator:
         # waits for the previous one's relay, so the outbox never runs ahead by more.
         if self._relaying is not None:
             await self._relaying
-        self._relaying = asyncio.create_task(self._relay())
+        self._relaying = asyncio.create_task(self._relay(result.outbox))
         self._metrics.batches.observe(time.perf_counter() - started)
 
-    async def _relay(self) -> None:
+    async def _relay(self, rows: list[tuple[int, str, Record]]) -> None:
         try:
+            if rows and await self._publish(rows):
+                return
             while await outbox.relay(self._pool, self._producer) > 0:
                 pass
         except KafkaUnavailable:
@@ -153,3 +155,27 @@ class Orchestrator:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             log.exception("relaying the outbox failed; the background relay retries")
             self._relay_wake.set()
+
+    async def _publish(self, rows: list[tuple[int, str, Record]]) -> bool:
+        """Publish the batch's own outbox rows from memory; False if older rows wait.
+
+        The relay would read back what the batch just wrote. Marking the rows published
+        locks them until the commit, after Kafka acknowledged them: another relay skips
+        them meanwhile, and a failure rolls the mark back. Unpublished rows older than
+        the batch's (a failed relay) go first, through the relay, to keep their order.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetch(_CLAIM, [i for i, _, _ in rows], rows[0][0])
+            if not claimed:
+                return False
+            mine = {row["id"] for row in claimed}
+            await self._producer.send_records([(t, r) for i, t, r in rows if i in mine])
+        return True
+
+
+_CLAIM = """
+    UPDATE outbox SET published_at = now()
+    WHERE id = ANY($1::bigint[]) AND published_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL AND id < $2)
+    RETURNING id
+"""

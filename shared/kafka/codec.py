@@ -24,7 +24,8 @@ def encode(message: WireMessage) -> Record:
     """The Kafka record of a message: keyed by prospect, typed by headers."""
     return Record(
         key=message.kafka_key(),
-        value=message.model_dump_json().encode(),
+        # The bytes of model_dump_json(), without its decoding to str and encoding back.
+        value=message.__pydantic_serializer__.to_json(message),
         headers={
             "content-type": CONTENT_TYPE,
             TYPE_HEADER: message_type_name(message),

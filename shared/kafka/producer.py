@@ -94,13 +94,19 @@ class Producer:
             # One BatchBuilder per partition instead of a send() per record: aiokafka's
             # per-record path dominates the cost of a large request. Records of one
             # partition stay in order (batches of a partition are queued in order).
-            partitions: dict[str, list[int]] = {}
+            partitions: dict[str, tuple[int, ...]] = {}
+            # Records about one prospect share its key, and the partitioner's murmur2 is
+            # pure Python: each key is hashed once per call and set of partitions.
+            chosen: dict[tuple[bytes, tuple[int, ...]], int] = {}
             builders: dict[tuple[str, int], BatchBuilder] = {}
             futures: list[asyncio.Future[Any]] = []
             for topic, record in records:
                 if topic not in partitions:
-                    partitions[topic] = sorted(await producer.partitions_for(topic))
-                partition = _PARTITIONER(record.key, partitions[topic], partitions[topic])
+                    partitions[topic] = tuple(sorted(await producer.partitions_for(topic)))
+                where = (record.key, partitions[topic])
+                partition = chosen.get(where)
+                if partition is None:
+                    partition = chosen[where] = _PARTITIONER(record.key, where[1], where[1])
                 builder = builders.get((topic, partition)) or producer.create_batch()
                 headers = [(k, v.encode()) for k, v in record.headers.items()]
                 if (

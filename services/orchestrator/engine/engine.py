@@ -47,6 +47,7 @@ from .compiled import CompiledJourney, event_matches
 from .facts import apply_input
 from .state import Decision, Input, ProspectState, RunState
 from .steps import exit_run, move_stage, retry_send, run_from
+from .trusted import replace
 from .turn import Turn, stable_id
 
 Catalogue = Mapping[str, Mapping[int, CompiledJourney]]
@@ -92,8 +93,9 @@ def decide(
             runs[journey_id] = exit_run(turn, previous, "retired")
         elif compiled is not None:  # a version no longer loaded cannot move
             runs[journey_id] = _resume(turn, compiled, _goals(turn, compiled, previous))
-    new_state = state.model_copy(
-        update={
+    new_state = replace(
+        state,
+        {
             "prospect_id": prospect_id,
             "traits": turn.traits,
             "facts": turn.facts,
@@ -101,7 +103,7 @@ def decide(
             "sends": timing.prune_sends(turn.sends, now, _cap_window(journeys)),
             "suppressed": turn.suppressed,
             "updated_at": now,
-        }
+        },
     )
     return Decision(
         state=new_state,
@@ -143,11 +145,13 @@ def _enter(
     entry = compiled.journey.entry
     if previous is not None and entry.reentry == "never":
         return None
-    facts = turn.conditions()
-    if not (event_matches(entry.event, event) and compiled.entry(facts)):
+    if not event_matches(entry.event, event):
         return None
-    if not compiled.persona(facts):
-        return None
+    # What conditions see is worth computing only for the conditions there are.
+    if entry.when is not None or compiled.journey.persona.when is not None:
+        facts = turn.conditions()
+        if not (compiled.entry(facts) and compiled.persona(facts)):
+            return None
     number = previous.number + 1 if previous is not None else 1
     run = RunState(
         run_id=stable_id(turn.prospect_id, journey_id, number),
@@ -189,7 +193,7 @@ def _resume(turn: Turn, compiled: CompiledJourney, run: RunState) -> RunState:
     if isinstance(event, TimerFired):
         if event.timer_id != waiting.timer_id or event.run_id != run.run_id:
             return run  # stale: a timer of a wait this run already left
-        run = run.model_copy(update={"waiting": None})
+        run = replace(run, {"waiting": None})
         if isinstance(step, SendStep):
             return retry_send(turn, compiled, run, step)
         if isinstance(step, WaitForStep):
@@ -204,7 +208,7 @@ def _resume(turn: Turn, compiled: CompiledJourney, run: RunState) -> RunState:
     if not compiled.predicates[step.id][0](turn.conditions()):
         return run
     turn.cancelled.append(waiting.timer_id)
-    run = run.model_copy(update={"waiting": None})
+    run = replace(run, {"waiting": None})
     return run_from(turn, compiled, run, step.next or compiled.following(step.id))
 
 

@@ -9,11 +9,13 @@ from typing import Any
 from pydantic import JsonValue
 
 from shared.contract import DeliveryCommand
+from shared.contract.storable import check_storable
 
 from ..journey.model import SendStep
 from . import timing
 from .compiled import CompiledJourney
 from .state import RunState
+from .trusted import construct, replace
 from .turn import Turn, stable_id
 
 
@@ -24,30 +26,42 @@ def send(
     after = step.next or c.following(step.id)
     hold = _hold(turn, c, step)
     if isinstance(hold, str):
-        return run.model_copy(update={"skipped": {**run.skipped, step.id: hold}}), after
+        return replace(run, {"skipped": {**run.skipped, step.id: hold}}), after
     if hold is not None:
         return turn.pause(run, step.id, hold, "deferred_send"), None
     action = step.send
     variant = run.variants.get(step.id)
     chosen = next((v for v in action.variants if v.name == variant), None)
     command_id = stable_id(run.run_id, step.id, run.visits.get(step.id, 0))
+    recipient = _recipient(turn.prospect_id, turn.traits)
     params: dict[str, JsonValue] = dict(action.params)
+    # The other fields come from the validated journey, the run and the input; the
+    # recipient (traits an update step may have set) and the parameters hold values of
+    # the journey's author, checked as the contract checks every message.
+    check_storable((recipient, params))
     turn.commands.append(
-        DeliveryCommand(
-            event_id=command_id,
-            prospect_id=turn.prospect_id,
-            command_id=command_id,
-            journey=run.journey,
-            journey_version=run.version,
-            step=step.id,
-            content=chosen.content if chosen else action.content,
-            content_type=action.type,
-            channel=action.channel,
-            variant=chosen.name if chosen else None,
-            locale=_locale(turn.traits.get(c.journey.locale_trait), c.journey.default_locale),
-            recipient=_recipient(turn.prospect_id, turn.traits),
-            params=params,
-            issued_at=turn.now,
+        construct(
+            DeliveryCommand,
+            {
+                "schema_version": DeliveryCommand.SCHEMA_VERSION,
+                "event_id": command_id,
+                "prospect_id": turn.prospect_id,
+                "kind": "delivery_command",
+                "command_id": command_id,
+                "journey": run.journey,
+                "journey_version": run.version,
+                "step": step.id,
+                "content": chosen.content if chosen else action.content,
+                "content_type": action.type,
+                "channel": action.channel,
+                "variant": chosen.name if chosen else None,
+                "locale": _locale(
+                    turn.traits.get(c.journey.locale_trait), c.journey.default_locale
+                ),
+                "recipient": recipient,
+                "params": params,
+                "issued_at": turn.now,
+            },
         )
     )
     turn.sends.append(turn.now)
@@ -60,8 +74,9 @@ def _hold(turn: Turn, c: CompiledJourney, step: SendStep) -> str | datetime | No
         return "suppressed"
     policies = c.journey.policies
     until: datetime | None = None
-    zone = timing.zone_of(turn.traits, policies)
-    if (quiet := policies.quiet_hours) and (end := timing.quiet_until(turn.now, zone, quiet)):
+    if (quiet := policies.quiet_hours) and (
+        end := timing.quiet_until(turn.now, timing.zone_of(turn.traits, policies), quiet)
+    ):
         if quiet.when_quiet == "skip":
             return "quiet_hours"
         until = end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from ..journey.model import (
     BranchStep,
@@ -20,6 +21,7 @@ from .compiled import CompiledJourney
 from .facts import add_score
 from .sending import send
 from .state import RunState
+from .trusted import replace
 from .turn import Reason, Turn, weighted_choice
 
 MAX_STEPS = 200
@@ -45,27 +47,28 @@ def move_stage(
     turn: Turn, run: RunState, stage: str | None, reason: Reason, step: str | None = None
 ) -> RunState:
     turn.emit(run, reason, run.stage, stage, step)
-    return run.model_copy(update={"stage": stage, "stage_entered_at": turn.now})
+    return replace(run, {"stage": stage, "stage_entered_at": turn.now})
 
 
 def exit_run(turn: Turn, run: RunState, reason: str) -> RunState:
     turn.emit(run, "exited", run.stage, None, run.step)
     update = {"status": "exited", "waiting": None, "exit_reason": reason, "exited_at": turn.now}
-    return run.model_copy(update=update)
+    return replace(run, update)
 
 
 def retry_send(turn: Turn, c: CompiledJourney, run: RunState, step: SendStep) -> RunState:
     """A deferred send whose timer fired: check the policies again, then go on."""
-    run, after = send(turn, c, run.model_copy(update={"waiting": None}), step)
+    run, after = send(turn, c, replace(run, {"waiting": None}), step)
     return run if run.waiting is not None else run_from(turn, c, run, after)
 
 
 def _enter(turn: Turn, c: CompiledJourney, run: RunState, step: Step) -> RunState:
     visits = {**run.visits, step.id: run.visits.get(step.id, 0) + 1}
-    run = run.model_copy(update={"step": step.id, "step_entered_at": turn.now, "visits": visits})
+    update: dict[str, Any] = {"step": step.id, "step_entered_at": turn.now, "visits": visits}
     variant = _variant(turn, c, step)
     if variant is not None:
-        run = run.model_copy(update={"variants": {**run.variants, step.id: variant}})
+        update["variants"] = {**run.variants, step.id: variant}
+    run = replace(run, update)
     before, stage = run.stage, step.map.stage
     after = stage if stage is not None and c.moves(before, stage) else before
     turn.emit(run, "step", before, after, step.id, variant)

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from services.orchestrator.engine import (
     CompiledJourney,
@@ -271,3 +272,22 @@ def test_decide_is_deterministic_and_state_round_trips_through_json(
         assert replay.feed(event) == decision
         for timer in decision.timers:
             assert timer.due_at > replay.now
+
+
+@examples
+@given(prospects, actions)
+def test_what_the_engine_builds_unvalidated_equals_its_validated_form(
+    prospect_id: str, script: list[tuple[str, int]]
+) -> None:
+    # Commands, transitions and runs are built from typed values without validation:
+    # each must hold every field, in order, and validate (and encode) to itself.
+    for _, _, decision in simulate(prospect_id, script).steps:
+        made: list[BaseModel] = [*decision.commands, *decision.transitions]
+        made += [decision.state, *decision.state.runs.values()]
+        for model in made:
+            kind = type(model)
+            assert list(model.__dict__) == list(kind.model_fields)
+            validated = kind.model_validate(model.model_dump())
+            assert validated == model
+            assert validated.model_dump_json() == model.model_dump_json()
+            assert kind.model_validate_json(model.model_dump_json()) == model
