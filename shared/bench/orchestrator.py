@@ -443,8 +443,10 @@ async def _add_timers(
 
 
 async def _vacuum(conn: asyncpg.Connection) -> None:
-    """No dead rows left by the previous phase (claimed timers) in the next one's way."""
+    """No dead rows left by the previous phase (claimed timers) in the next one's way, and
+    no checkpoint of its writes during the next one."""
     await conn.execute("VACUUM ANALYZE timers")
+    await conn.execute("CHECKPOINT")
 
 
 async def _timers(
