@@ -41,10 +41,10 @@ def bench_app() -> FastAPI:
     return ingest_app(Settings(), touchpoints_topic=os.environ[_TOPIC_VARIABLE])
 
 
-def _ingest(port: int, topic: str, workers: int) -> None:
-    os.environ[_TOPIC_VARIABLE] = topic
+def _workers(factory: str, port: int, workers: int) -> None:
+    """The app ``factory`` (a name in this module) in ``workers`` uvicorn processes."""
     uvicorn.run(
-        "shared.bench.server:bench_app",
+        f"shared.bench.server:{factory}",
         factory=True,
         host="127.0.0.1",
         port=port,
@@ -52,6 +52,11 @@ def _ingest(port: int, topic: str, workers: int) -> None:
         log_level="warning",
         access_log=False,
     )
+
+
+def _ingest(port: int, topic: str, workers: int) -> None:
+    os.environ[_TOPIC_VARIABLE] = topic
+    _workers("bench_app", port, workers)
 
 
 def floor_app() -> FastAPI:
@@ -69,18 +74,6 @@ def floor_app() -> FastAPI:
         return {"status": "ok"}
 
     return app
-
-
-def _http_floor(port: int, workers: int) -> None:
-    uvicorn.run(
-        "shared.bench.server:floor_app",
-        factory=True,
-        host="127.0.0.1",
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
 
 
 def _orchestrator(port: int, prefix: str, group: str) -> None:
@@ -107,7 +100,7 @@ def main() -> None:
         case ["ingest", port, topic, workers]:
             _ingest(int(port), topic, int(workers))
         case ["http-floor", port, workers]:
-            _http_floor(int(port), int(workers))
+            _workers("floor_app", int(port), int(workers))
         case ["orchestrator", port, prefix, group]:
             _orchestrator(int(port), prefix, group)
         case ["delivery", port, prefix, group]:
