@@ -1,5 +1,5 @@
 """The writes of the send path: the hand-off mark (with the suppression check) and the
-outcome (with its outbox row), each batched across concurrent sends (``batching``)."""
+outcome (with its outbox row), each batched across concurrent sends (``shared.batching``)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import asyncpg
 
+from shared.batching import Batched
 from shared.contract import DeliveryCommand
 from shared.kafka.codec import Record
 
-from .batching import Batched
 from .smtp import Withdrawn
 
 # One row per mark: the suppression of the recipient on the channel if there is one

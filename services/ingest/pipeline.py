@@ -6,23 +6,23 @@ committed only then. A failed publish rolls the rows back, so the client's retry
 accepted again; a crash between Kafka's ack and the commit makes the retry publish
 again, with the same deterministic event ids, which consumers drop as duplicates.
 
-Group commit: requests that arrive while earlier ones are being committed wait and
-then share one transaction and one Kafka send (up to :data:`FLUSHES` groups are under
-way at a time, so an idle ingest adds no wait). Each request still gets its own answer;
-a group that fails fails every request in it, and none of them was accepted.
+Group commit (:class:`shared.batching.Batched`): requests that arrive while earlier
+ones are being committed wait and then share one transaction and one Kafka send (up to
+:data:`FLUSHES` groups are under way at a time, so an idle ingest adds no wait). Each
+request still gets its own answer; a group that fails fails every request in it, and
+none of them was accepted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from shared.batching import Batched
 from shared.contract import WireMessage
 from shared.db import Connection
 from shared.kafka.producer import Producer
@@ -51,7 +51,6 @@ class _Request:
     calls: Sequence[Call]
     message_ids: list[str]
     received: normalise.Received
-    answer: asyncio.Future[Accepted]
 
 
 class Ingestor:
@@ -70,8 +69,12 @@ class Ingestor:
         self._dedupe_window = timedelta(days=settings.ingest_dedupe_days)
         # anonymous id → user id; a link never changes once made (first link wins).
         self._links: dict[str, str] = {}
-        self._waiting: deque[_Request] = deque()
-        self._flushers: set[asyncio.Task[None]] = set()
+        self._groups = Batched(
+            self._commit,
+            in_flight=FLUSHES,
+            max_weight=GROUP_EVENTS,
+            weight=lambda request: len(request.calls),
+        )
 
     async def accept(
         self, source: Source, calls: Sequence[Call], received_at: datetime | None = None
@@ -83,34 +86,10 @@ class Ingestor:
             max_future=self._max_future,
         )
         message_ids = [call.message_id or str(uuid.uuid4()) for call in calls]
-        answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Request(source, calls, message_ids, received, answer))
-        if len(self._flushers) < FLUSHES:
-            flusher = asyncio.create_task(self._flush())
-            self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
-        # A request cancelled while it waits (the client went away) may still be
-        # committed with its group: a retry with the same messageIds is a duplicate.
-        return await answer
-
-    async def _flush(self) -> None:
-        """Commit groups of waiting requests until none waits."""
-        while self._waiting:
-            group = [self._waiting.popleft()]
-            events = len(group[0].calls)
-            while self._waiting and events + len(self._waiting[0].calls) <= GROUP_EVENTS:
-                events += len(self._waiting[0].calls)
-                group.append(self._waiting.popleft())
-            try:
-                answers = await self._commit(group)
-            except Exception as exc:  # every request of the group fails with it
-                for request in group:
-                    if not request.answer.done():
-                        request.answer.set_exception(exc)
-                continue
-            for request, accepted in zip(group, answers, strict=True):
-                if not request.answer.done():
-                    request.answer.set_result(accepted)
+        # A request cancelled while it waits (the client went away) may still be committed
+        # with its group; one cancelled while it commits rolls back. Either way a retry
+        # with the same messageIds is safe.
+        return await self._groups.submit(_Request(source, calls, message_ids, received))
 
     async def _commit(self, group: Sequence[_Request]) -> list[Accepted]:
         """One transaction and one Kafka send for the group; each request's counts."""

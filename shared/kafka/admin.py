@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -56,6 +57,44 @@ async def _probe(bootstrap: str, timeout_s: float) -> bool:
         await client.close()
 
 
+HEALTH_TOPIC = "trayecto.health"
+"""One partition that the stack's start-up probe writes to."""
+
+
+async def kafka_stores(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """True when the broker acknowledges a record (``acks=all``) on :data:`HEALTH_TOPIC`.
+
+    A restarted broker answers metadata requests before it has loaded its partitions;
+    until then, topics created meanwhile are not served and every send waits.
+    """
+    with _quiet_client_logs():
+        try:
+            client = await asyncio.wait_for(_admin(bootstrap, timeout_s), timeout_s)
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                if HEALTH_TOPIC not in await client.list_topics():
+                    await client.create_topics([NewTopic(HEALTH_TOPIC, 1, 1)])
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        finally:
+            await client.close()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            acks="all",
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+        try:
+            await asyncio.wait_for(producer.start(), timeout_s)
+            await asyncio.wait_for(producer.send_and_wait(HEALTH_TOPIC, b"ok"), timeout_s)
+            return True
+        except (KafkaError, OSError, TimeoutError):
+            return False
+        finally:
+            await producer.stop()
+
+
 async def wait_for_kafka(bootstrap: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not await kafka_ready(bootstrap):
@@ -90,11 +129,23 @@ async def ensure_topics(
         await client.close()
 
 
-async def delete_topics(settings: Settings, names: Iterable[str]) -> None:
-    """Delete topics (throwaway ones of tests and benchmarks)."""
+async def list_topics(settings: Settings) -> set[str]:
     client = await _admin(settings.kafka_bootstrap, 10.0)
     try:
-        await client.delete_topics(list(names))
+        return set(await client.list_topics())
+    finally:
+        await client.close()
+
+
+async def delete_topics(
+    settings: Settings, names: Iterable[str], *, per_request: int = 500
+) -> None:
+    """Delete topics (throwaway ones of tests and benchmarks), a bounded number per request."""
+    todo = list(names)
+    client = await _admin(settings.kafka_bootstrap, 30.0)
+    try:
+        for start in range(0, len(todo), per_request):
+            await client.delete_topics(todo[start : start + per_request])
     finally:
         await client.close()
 

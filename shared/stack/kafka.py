@@ -6,7 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from ..kafka.admin import kafka_ready
+from ..kafka.admin import kafka_ready, kafka_stores
 from .component import LOCAL_DEPLOY, Component
 from .errors import StackError
 from .proc import require_free_port, run, start_detached, wait_until, which
@@ -157,11 +157,19 @@ class Kafka(Component):
             self.dir,
         )
         wait_until(self._alive_and_ready, 90, "Kafka", self.log)
+        # Answering metadata comes first; storing a record, once the broker's
+        # partitions are loaded (a while when many topics exist).
+        wait_until(self._alive_and_storing, 180, "Kafka (storing a record)", self.log)
 
     def _alive_and_ready(self) -> bool:
         if self.pid() is None:
             raise StackError(f"Kafka exited during start-up; see the end of {self.log}.")
         return self.healthy()
+
+    def _alive_and_storing(self) -> bool:
+        if self.pid() is None:
+            raise StackError(f"Kafka exited during start-up; see the end of {self.log}.")
+        return asyncio.run(kafka_stores(self.address))
 
     def healthy(self) -> bool:
         return asyncio.run(kafka_ready(self.address))

@@ -6,6 +6,7 @@ engine through testcontainers, or the local process stack (``trayecto stack up``
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from rich.console import Console
 
 from shared import stack
+from shared.kafka import delete_topics, list_topics
 from shared.settings import Settings
 
 from .private_postgres import PrivatePostgres
@@ -31,6 +33,22 @@ def _docker_engine() -> bool:
 
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
+    """The services to test against; the session's throwaway topics are deleted after it.
+
+    Thousands of leftover topics would make every later broker start slow to serve.
+    """
+    for running in _services():
+        before = asyncio.run(list_topics(running))
+        yield running
+        created = asyncio.run(list_topics(running)) - before
+        throwaway = sorted(name for name in created if name.startswith(THROWAWAY_PREFIXES))
+        asyncio.run(delete_topics(running, throwaway))
+
+
+THROWAWAY_PREFIXES = ("test.", "test_", "bench.")
+
+
+def _services() -> Iterator[Settings]:
     if "TRAYECTO_KAFKA_BOOTSTRAP" in os.environ and "TRAYECTO_DATABASE_URL" in os.environ:
         yield Settings()
     elif _docker_engine():

@@ -1,14 +1,15 @@
-"""Group commit: the writes that concurrent sends ask for meanwhile, in one round trip.
+"""Group commit: the writes that concurrent callers ask for meanwhile, in one round trip.
 
-Every send waits for its own write as before (a hand-off mark is committed before its
-DATA starts; a send's outcome is recorded before the send counts as done), but while
-writes are on their way to PostgreSQL the next ones queue up and then go together:
-with many sends in flight, one round trip serves several of them instead of one each.
+Every caller waits for its own write (an ingest request for its events' commit and
+Kafka ack, a delivery send for its hand-off mark or its outcome), but while writes are
+on their way the next ones queue up and then go together: with many callers in flight,
+one round trip serves several of them instead of one each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -28,6 +29,9 @@ class Batched(Generic[Item, Result]):
     (one round trip, one transaction); its error reaches every caller of the batch. A
     batch that fails with one of the ``alone`` errors (those an item's data can cause)
     is tried again item by item, so that one bad item fails alone.
+
+    A batch takes waiting items until their ``weight`` (one each unless given) would
+    pass ``max_weight``; it always takes at least one.
     """
 
     def __init__(
@@ -36,15 +40,17 @@ class Batched(Generic[Item, Result]):
         *,
         alone: tuple[type[Exception], ...] = (),
         in_flight: int = 1,
-        max_batch: int = 256,
+        max_weight: int = 256,
+        weight: Callable[[Item], int] | None = None,
     ) -> None:
         self._flush = flush
         self._alone = alone
         self._in_flight = in_flight
-        self._max_batch = max_batch
+        self._max_weight = max_weight
+        self._weight = weight
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._busy = 0  # flushes under way: callers' own, and the drain's
-        self._drain_task: asyncio.Task[None] | None = None
+        self._busy = 0  # flushes under way: callers' own, and the drains'
+        self._drains: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Result:
         if not self._queue and self._busy < self._in_flight:
@@ -61,24 +67,38 @@ class Batched(Generic[Item, Result]):
         return await future
 
     def _start_drain(self) -> None:
-        """One task flushes what waits, batch after batch, once there is room for it."""
-        if self._queue and self._drain_task is None and self._busy < self._in_flight:
+        """A task flushes what waits, batch after batch, once there is room for it."""
+        if self._queue and self._busy < self._in_flight:
             self._busy += 1
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+            drain = asyncio.get_running_loop().create_task(self._drain())
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
 
     async def _drain(self) -> None:
         try:
             while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                await self._run(batch)
+                await self._run(self._take())
         finally:
             self._busy -= 1
-            self._drain_task = None
             if not self._busy:  # cancelled: nobody flushes the rest now
                 for _, future in self._queue:
                     future.cancel()
                 self._queue.clear()
+
+    def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        """The next batch off the queue: at least one item, then up to ``max_weight``."""
+        if self._weight is None:
+            size = self._max_weight
+        else:
+            size, total = 1, self._weight(self._queue[0][0])
+            for item, _ in itertools.islice(self._queue, 1, None):
+                total += self._weight(item)
+                if total > self._max_weight:
+                    break
+                size += 1
+        batch = self._queue[:size]
+        del self._queue[:size]
+        return batch
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:

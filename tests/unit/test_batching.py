@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.delivery.batching import Batched
+from shared.batching import Batched
 
 
 class _BadItem(Exception):
@@ -21,10 +21,12 @@ class _Store:
         self.batches: list[list[int]] = []
         self.running = 0
         self.most_running = 0
+        self.running_at_start: list[int] = []  # flushes running as each one starts
         self.started = asyncio.Event()
 
     async def flush(self, items: Sequence[int]) -> list[int]:
         self.running += 1
+        self.running_at_start.append(self.running)
         self.most_running = max(self.most_running, self.running)
         self.started.set()
         try:
@@ -103,3 +105,29 @@ async def test_a_caller_that_gives_up_does_not_stop_the_others() -> None:
     assert await patient == 30
     with pytest.raises(asyncio.CancelledError):
         await impatient
+
+
+async def test_a_batch_stops_before_its_weight_passes_the_cap_and_takes_at_least_one() -> None:
+    store = _Store()
+    batched = Batched(store.flush, max_weight=10, weight=lambda item: item)
+    first = asyncio.ensure_future(batched.submit(1))
+    await _flushing(store)
+    rest = [asyncio.ensure_future(batched.submit(n)) for n in (4, 5, 2, 12, 3)]
+    assert await asyncio.gather(first, *rest) == [10, 40, 50, 20, 120, 30]
+    # 4+5 fits and 4+5+2 would pass 10; 2+12 would too; 12 alone passes it, but a
+    # batch takes at least one item
+    assert store.batches == [[1], [4, 5], [2], [12], [3]]
+
+
+async def test_waiting_writes_use_every_flush_slot_under_sustained_load() -> None:
+    store = _Store()
+    batched = Batched(store.flush, in_flight=2, max_weight=2)
+    own = [asyncio.ensure_future(batched.submit(n)) for n in (0, 1)]
+    await _flushing(store)
+    waiting = [asyncio.ensure_future(batched.submit(n)) for n in range(2, 14)]
+    await asyncio.gather(*own, *waiting)
+    assert sorted(n for batch in store.batches for n in batch) == list(range(14))
+    assert max(len(batch) for batch in store.batches) == 2
+    # once the callers' own flushes are done, the waiting batches go two at a time
+    assert store.running_at_start[2:].count(2) >= 3
+    assert store.most_running == 2
