@@ -30,9 +30,11 @@ _VERSION_BITS = 0xF << 76
 # TimerFired outbox row for each, built by PostgreSQL from the deleted row. The message's
 # shape is the contract's (shared.contract.TimerFired; a test decodes these rows with the
 # contract and compares them with the model built in Python). The JSON documents are
-# concatenated text (strings through to_json, which escapes them) and the event id is a
-# text substitution: with json_build_object, a jsonb header object and an md5-derived id,
-# a claim took 1.3 times as long.
+# concatenated text: the prospect id through to_json (which escapes it), the journey and
+# step ids as they are (slugs, checked by the table: migration 0011), the kind JSON-encoded
+# by the caller, one firing time per claim; the event id is a text substitution. With
+# json_build_object, a jsonb header object and an md5-derived id, a claim took 1.3 times
+# as long; with to_json on every field and a clock reading per row, 1.1 times.
 _CLAIM = f"""
 WITH due AS (
     DELETE FROM timers t USING (
@@ -43,19 +45,21 @@ WITH due AS (
     RETURNING t.*
 ), fired AS (
     SELECT due.*, overlay(timer_id::text PLACING '8' FROM 15 FOR 1) AS event_id FROM due
+), claim AS (
+    SELECT to_json(clock_timestamp())::text AS fired_at
 )
 INSERT INTO outbox (topic, key, value, headers)
 SELECT $2, convert_to(prospect_id, 'UTF8'),
        convert_to(concat(
            '{{"schema_version":', $3::int, ',"event_id":"', event_id,
-           '","prospect_id":', to_json(prospect_id), ',"kind":', to_json($4::text),
+           '","prospect_id":', to_json(prospect_id), ',"kind":', $4::text,
            ',"timer_id":"', timer_id, '","run_id":"', run_id,
-           '","journey":', to_json(journey), ',"journey_version":', journey_version,
-           ',"step":', to_json(step), ',"due_at":', to_json(due_at),
-           ',"fired_at":', to_json(clock_timestamp()), ',"payload":', payload, '}}'
+           '","journey":"', journey, '","journey_version":', journey_version,
+           ',"step":"', step, '","due_at":', to_json(due_at),
+           ',"fired_at":', claim.fired_at, ',"payload":', payload, '}}'
        ), 'UTF8'),
        concat($5::text, ',"{EVENT_ID_HEADER}":"', event_id, '"}}')::json
-FROM fired
+FROM fired, claim
 """
 
 
@@ -78,7 +82,7 @@ async def claim_due(conn: Connection, topics: OrchestratorTopics, limit: int = C
     # The constant headers as a JSON object without its closing brace: the event id's
     # header is appended per row.
     status = await conn.execute(
-        _CLAIM, limit, topics.timers, version, kind, json.dumps(headers)[:-1]
+        _CLAIM, limit, topics.timers, version, json.dumps(kind), json.dumps(headers)[:-1]
     )
     return int(status.rpartition(" ")[2])
 

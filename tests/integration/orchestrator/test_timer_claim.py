@@ -25,11 +25,11 @@ async def test_claimed_timers_become_contract_timer_fired_records(fresh_database
     due = [
         (
             uuid.uuid4(),
-            f"p-{i}",
+            f'p-{i} "quoted" \\ ñ',  # JSON-escaped by the claim
             uuid.uuid4(),
-            "welcome",
+            "welcome_es-2",
             2,
-            f"wait-{i}",
+            f"wait.{i}",
             now - timedelta(seconds=i),
         )
         for i in range(5)
@@ -84,3 +84,27 @@ async def test_claimed_timers_become_contract_timer_fired_records(fresh_database
         reference = encode(expected)
         assert record.key == reference.key
         assert record.headers == reference.headers
+
+
+@pytest.mark.parametrize(
+    ("journey", "step"),
+    [('we"lcome', "wait"), ("welcome", 'wa"it'), ("Welcome", "wait"), ("welcome", "wait\\")],
+)
+async def test_a_timer_naming_no_slug_is_refused(
+    fresh_database: str, journey: str, step: str
+) -> None:
+    """The claim writes journey and step ids into JSON unescaped: only slugs get that far."""
+    await migrate(fresh_database)
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO timers (timer_id, prospect_id, run_id, journey, journey_version,"
+                " step, due_at) VALUES ($1, 'p', $2, $3, 1, $4, now())",
+                uuid.uuid4(),
+                uuid.uuid4(),
+                journey,
+                step,
+            )
+    finally:
+        await conn.close()
