@@ -1,4 +1,7 @@
-"""``GET /v1/prospects/{id}``: where a prospect is in each journey, and how it got there."""
+"""``GET /v1/prospects/{id}``: where a prospect is in each journey, and how it got there.
+
+A person's data: it takes the admin token, as ingest's privacy endpoints do.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,28 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials
 
+from shared.admin_auth import AUTH_ERRORS, bearer, check_admin
 from shared.http import ApiError
+from shared.settings import Settings
 
 from .engine import ProspectState
 
-router = APIRouter(prefix="/v1", tags=["prospects"])
 TIMELINE_LIMIT = 500
+
+
+async def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    settings: Settings = request.app.state.settings
+    check_admin(settings.admin_token, credentials, "orchestrator")
+
+
+router = APIRouter(
+    prefix="/v1", tags=["prospects"], dependencies=[Depends(require_admin)], responses=AUTH_ERRORS
+)
 
 
 async def _pool(request: Request) -> asyncpg.Pool:

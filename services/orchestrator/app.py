@@ -84,6 +84,7 @@ def create_app(
             await pool.close()
 
     app = FastAPI(title="Trayecto orchestrator", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
     install_error_handlers(app)
     add_ops_routes(
         app,

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from services.orchestrator import create_app
 from services.orchestrator.journey import load_journey
@@ -23,6 +24,10 @@ from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from ..ingest.conftest import free_port, read_topic, serve
+
+ADMIN_TOKEN = "test-admin-" + uuid.uuid4().hex
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+"""The orchestrator's prospects API takes the admin token: the test clients send it."""
 
 
 @dataclass
@@ -83,7 +88,9 @@ Start = Callable[..., Awaitable[Orchestration]]
 async def start_orchestrator(settings: Settings, fresh_database: str) -> AsyncIterator[Start]:
     """Publishes the given journey YAMLs, then starts an orchestrator on them."""
     topics = await prepare(settings, fresh_database)
-    app_settings = settings.model_copy(update={"database_url": fresh_database})
+    app_settings = settings.model_copy(
+        update={"database_url": fresh_database, "admin_token": SecretStr(ADMIN_TOKEN)}
+    )
     producer = Producer(app_settings, client_id="test", timeout_s=10)
     await producer.start()
     servers: list[tuple[Any, asyncio.Task[None]]] = []
@@ -99,7 +106,7 @@ async def start_orchestrator(settings: Settings, fresh_database: str) -> AsyncIt
         port = free_port()
         group = f"test-orchestrator-{uuid.uuid4().hex[:8]}"
         servers.append(await serve(create_app(app_settings, topics=topics, group=group), port))
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20)
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20, headers=ADMIN)
         clients.append(client)
         return Orchestration(
             f"http://127.0.0.1:{port}", fresh_database, app_settings, topics, producer, client

@@ -24,7 +24,7 @@ from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from ..ingest.conftest import free_port, read_topic
-from .conftest import prepare
+from .conftest import ADMIN, ADMIN_TOKEN, prepare
 
 ROOT = Path(__file__).resolve().parents[3]
 TWO_SENDS = """
@@ -62,6 +62,7 @@ class _Instance:
             **os.environ,
             "TRAYECTO_DATABASE_URL": settings.database_url,
             "TRAYECTO_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "TRAYECTO_ADMIN_TOKEN": ADMIN_TOKEN,
         }
         self.process = subprocess.Popen(
             [
@@ -159,7 +160,8 @@ async def test_kill_9_between_db_commit_and_offset_commit(
     try:
         await _all_exited(fresh_database, prospects, timeout_s=60)
         await _commands_exactly_once(app_settings, f"{prefix}delivery.commands", prospects)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{survivor.port}") as client:
+        url = f"http://127.0.0.1:{survivor.port}"
+        async with httpx.AsyncClient(base_url=url, headers=ADMIN) as client:
             state = (await client.get(f"/v1/prospects/{prospects[0]}")).json()
         assert state["journeys"][0]["exit_reason"] == "completed"
     finally:
