@@ -108,3 +108,19 @@ async def test_a_timer_naming_no_slug_is_refused(
             )
     finally:
         await conn.close()
+
+
+async def test_a_prospects_timers_are_read_through_an_index(fresh_database: str) -> None:
+    """The prospects API, export and erasure find a prospect's timers without a scan."""
+    await migrate(fresh_database)
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        for query in (
+            "SELECT journey, step, due_at FROM timers WHERE prospect_id = $1 ORDER BY due_at",
+            "DELETE FROM timers WHERE prospect_id = ANY(ARRAY[$1])",
+        ):
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {query}", "p-1"))
+            assert "timers_prospect" in plan, plan
+    finally:
+        await conn.close()
