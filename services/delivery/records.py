@@ -21,14 +21,15 @@ from .smtp import Withdrawn
 # (then the row is not marked), and whether the row was marked. A suppression committed
 # before the statement started stops the send; an erased person's suppressions are kept
 # by the hash of the address only. Fenced by the attempt number: a claim given up as
-# abandoned and claimed again meanwhile is not this worker's to send.
+# abandoned and claimed again meanwhile is not this worker's to send. The lease of a row
+# being handed off runs from its mark (claimed_at), not from its claim.
 _MARK = """
     WITH suppressed AS (
         SELECT reason FROM suppressions WHERE channel = $3
            AND (prospect_id = $4 OR address_hash = (SELECT address_hash($5::text)))
         LIMIT 1
     ), marked AS (
-        UPDATE deliveries SET status = 'handing_off', updated_at = now()
+        UPDATE deliveries SET status = 'handing_off', claimed_at = now(), updated_at = now()
         WHERE command_id = $1 AND status = 'sending' AND attempts = $2
           AND NOT EXISTS (SELECT FROM suppressed)
         RETURNING command_id

@@ -76,7 +76,6 @@ class _Claimed:
 
     command: DeliveryCommand
     attempt: int
-    claimed_at: float
     message: Envelope | RenderedPayload | Exception
 
 
@@ -173,14 +172,13 @@ class Worker:
                     await self._smtp.expire()
                 await asyncio.sleep(poll_s)
                 continue
-            claimed_at = loop.time()
             for index, (command, attempt) in enumerate(claimed):
                 if self._stopping:  # claimed, not started: another worker sends them now
                     for left in claimed[index:]:
                         await self._give_back(*left)
                     break
                 message = self._prepare(command)
-                await ready.put(_Claimed(command, attempt, claimed_at, message))
+                await ready.put(_Claimed(command, attempt, message))
 
     async def _send_from(self, ready: asyncio.Queue[_Claimed]) -> None:
         while True:
@@ -204,19 +202,21 @@ class Worker:
     async def _send(self, claimed: _Claimed) -> None:
         command, attempt = claimed.command, claimed.attempt
         try:
-            result = await self._hand_off(command, attempt, claimed.message)
+            result, marked_at = await self._hand_off(command, attempt, claimed.message)
         except (OSError, asyncpg.PostgresError):
             # The row stays claimed; recovery retries it after the lease.
             log.exception("handing off delivery %s failed", command.command_id)
             return
         # Recording what happened needs no sender: the next message starts meanwhile.
-        recording = asyncio.create_task(self._record_safely(claimed, result))
+        recording = asyncio.create_task(self._record_safely(claimed, result, marked_at))
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)
 
-    async def _record_safely(self, claimed: _Claimed, result: str | Exception) -> None:
+    async def _record_safely(
+        self, claimed: _Claimed, result: str | Exception, marked_at: float
+    ) -> None:
         try:
-            await self._record(claimed.command, claimed.attempt, result, claimed.claimed_at)
+            await self._record(claimed.command, claimed.attempt, result, marked_at)
         except (OSError, asyncpg.PostgresError):
             # The row stays claimed; recovery retries it after the lease.
             log.exception("recording delivery %s failed", claimed.command.command_id)
@@ -236,8 +236,10 @@ class Worker:
     async def recover(self) -> None:
         """Claims left by a worker that died: retry the unsent, report the in-doubt.
 
-        A claim is abandoned once older than ``delivery_lease_s``; a live worker finishes
-        a send well within it (SMTP and webhook calls time out after 30 s).
+        A claim is abandoned once older than ``delivery_lease_s``, counted from the claim
+        for a row not yet handed off and from the hand-off mark for one being handed off
+        (a row may wait for its channel's pace between the two); a live worker finishes a
+        hand-off well within it (SMTP and webhook calls time out after 30 s).
         """
         lease = timedelta(seconds=self._settings.delivery_lease_s)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -285,14 +287,19 @@ class Worker:
         command: DeliveryCommand,
         attempt: int,
         message: Envelope | RenderedPayload | Exception,
-    ) -> str | Exception:
+    ) -> tuple[str | Exception, float]:
         """The server's answer, or why the message was not handed off (or may not have
-        been). Nothing is recorded yet but the hand-off mark."""
+        been); and when the hand-off mark was asked for (the loop's clock; its lease runs
+        from then). Nothing is recorded yet but the hand-off mark."""
+        loop = asyncio.get_running_loop()
+        marked_at = loop.time()
         if isinstance(message, Exception):
-            return message
+            return message, marked_at
         await self._pacer.wait(command.channel.value)
 
         async def mark_handoff() -> None:
+            nonlocal marked_at
+            marked_at = loop.time()
             await self._records.mark_handoff(command, attempt)
 
         try:
@@ -301,18 +308,18 @@ class Worker:
             else:
                 answer = await self._smtp.hand_off(message, mark_handoff)
         except (Withdrawn, TransientFailure, PermanentFailure, InDoubt) as exc:
-            return exc
+            return exc, marked_at
         self._handoffs += 1
         if self.after_handoff is not None:
             await self.after_handoff(self._handoffs)
-        return answer
+        return answer, marked_at
 
     async def _record(
-        self, command: DeliveryCommand, attempt: int, result: str | Exception, claimed_at: float
+        self, command: DeliveryCommand, attempt: int, result: str | Exception, marked_at: float
     ) -> None:
         match result:
             case str():
-                await self._record_sent(command, attempt, result, claimed_at)
+                await self._record_sent(command, attempt, result, marked_at)
             case Suppressed():
                 await self._finish(
                     command, attempt, "skipped", DeliveryStatus.SKIPPED, result.reason
@@ -335,16 +342,16 @@ class Worker:
                 )
 
     async def _record_sent(
-        self, command: DeliveryCommand, attempt: int, answer: str, claimed_at: float
+        self, command: DeliveryCommand, attempt: int, answer: str, marked_at: float
     ) -> None:
         """The server has the message: record it so, riding out a short database outage.
 
-        Tries until half the lease has passed since the claim: recovery, which reports
-        a claim older than the lease in doubt, cannot meanwhile. A longer outage leaves
-        the delivery to recovery (in doubt, not resent).
+        Tries until half the lease has passed since the hand-off mark: recovery, which
+        reports a hand-off older than the lease in doubt, cannot meanwhile. A longer
+        outage leaves the delivery to recovery (in doubt, not resent).
         """
         loop = asyncio.get_running_loop()
-        deadline = claimed_at + self._settings.delivery_lease_s / 2
+        deadline = marked_at + self._settings.delivery_lease_s / 2
         while True:
             try:
                 await self._finish(command, attempt, "sent", DeliveryStatus.SENT, answer)
