@@ -17,17 +17,23 @@ from shared.kafka.codec import Record
 
 from .smtp import Withdrawn
 
+
 # One row per mark: the suppression of the recipient on the channel if there is one
 # (then the row is not marked), and whether the row was marked. A suppression committed
 # before the statement started stops the send; an erased person's suppressions are kept
 # by the hash of the address only. Fenced by the attempt number: a claim given up as
 # abandoned and claimed again meanwhile is not this worker's to send. The lease of a row
 # being handed off runs from its mark (claimed_at), not from its claim.
-_MARK = """
-    WITH suppressed AS (
-        SELECT reason FROM suppressions WHERE channel = $3
-           AND (prospect_id = $4 OR address_hash = (SELECT address_hash($5::text)))
-        LIMIT 1
+def _suppression(channel: str, prospect: str, address: str) -> str:
+    """The reason the recipient is suppressed on the channel (no row: not suppressed)."""
+    return f"""
+        SELECT reason FROM suppressions WHERE channel = {channel}
+           AND (prospect_id = {prospect} OR address_hash = (SELECT address_hash({address}::text)))
+        LIMIT 1"""
+
+
+_MARK = f"""
+    WITH suppressed AS ({_suppression("$3", "$4", "$5")}
     ), marked AS (
         UPDATE deliveries SET status = 'handing_off', claimed_at = now(), updated_at = now()
         WHERE command_id = $1 AND status = 'sending' AND attempts = $2
@@ -36,6 +42,7 @@ _MARK = """
     )
     SELECT (SELECT reason FROM suppressed) AS suppressed, EXISTS (SELECT FROM marked) AS marked
 """
+_SUPPRESSED = _suppression("$1", "$2", "$3")
 # The row's state and its outcome message, atomically: one statement.
 _FINISH = """
     WITH done AS (
@@ -88,6 +95,11 @@ class SendRecords:
             raise Suppressed(suppressed)
         if not marked:
             raise LostClaim(str(command.command_id))
+
+    async def suppression(self, command: DeliveryCommand) -> str | None:
+        """Why the command's recipient is suppressed on its channel, if they are."""
+        reason: str | None = await self._pool.fetchval(_SUPPRESSED, *_mark_args(command, 0)[2:])
+        return reason
 
     async def finish(self, command_id: uuid.UUID, state: str, reason: str, outcome: Record) -> None:
         """The row's final state and its outcome's outbox row, atomically."""

@@ -335,7 +335,13 @@ class Worker:
             case InDoubt():
                 await self._finish(command, attempt, "in_doubt", DeliveryStatus.FAILED, str(result))
             case _Unrenderable():
-                await self._dead(command, attempt, str(result))
+                # A suppressed recipient is skipped whatever the content: "unsubscribed"
+                # says more than a template error about a message that was never due.
+                reason = await self._records.suppression(command)
+                if reason is not None:
+                    await self._finish(command, attempt, "skipped", DeliveryStatus.SKIPPED, reason)
+                else:
+                    await self._dead(command, attempt, str(result))
             case _:  # the claim was lost (Withdrawn)
                 log.warning(
                     "delivery %s was claimed again elsewhere; not sending", command.command_id

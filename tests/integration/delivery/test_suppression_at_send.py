@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -81,3 +82,41 @@ async def test_a_suppression_recorded_after_the_claim_stops_the_send(delivery: D
         [unsubscribed.command_id, erased.command_id],
     )
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
+
+
+async def test_a_suppressed_recipient_is_skipped_even_when_the_content_cannot_render(
+    delivery: Delivery,
+) -> None:
+    d = delivery
+    suppressed = command("it-welcome", ContentType.EMAIL)
+    unrenderable = command("it-welcome", ContentType.EMAIL)
+    # A command issued long before 1970 cannot carry tracking links (their expiry would
+    # be before the epoch): it does not render.
+    suppressed, unrenderable = (
+        c.model_copy(update={"issued_at": datetime(1901, 1, 1, tzinfo=UTC)})
+        for c in (suppressed, unrenderable)
+    )
+    conn = await asyncpg.connect(d.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO suppressions (prospect_id, channel, reason)"
+            " VALUES ($1, 'email', 'complaint')",
+            suppressed.prospect_id,
+        )
+    finally:
+        await conn.close()
+    await d.send(suppressed, unrenderable)
+    outcomes = _outcomes(await d.messages(d.topics.outcomes, 2))
+    skipped, failed = outcomes[suppressed.prospect_id], outcomes[unrenderable.prospect_id]
+    assert (skipped.status, skipped.reason) == (DeliveryStatus.SKIPPED, "complaint")
+    assert failed.status is DeliveryStatus.FAILED
+    assert (failed.reason or "").startswith("cannot render")
+    rows = await d.fetch(
+        "SELECT command_id, status FROM deliveries WHERE command_id = ANY($1::uuid[])",
+        [suppressed.command_id, unrenderable.command_id],
+    )
+    assert {r["command_id"]: r["status"] for r in rows} == {
+        suppressed.command_id: "skipped",
+        unrenderable.command_id: "dead",  # dead-lettered with the reason, as before
+    }
+    assert d.smtp.inbox.data_attempts == 0
