@@ -96,15 +96,10 @@ async def test_a_suppressed_recipient_is_skipped_even_when_the_content_cannot_re
         c.model_copy(update={"issued_at": datetime(1901, 1, 1, tzinfo=UTC)})
         for c in (suppressed, unrenderable)
     )
-    conn = await asyncpg.connect(d.dsn)
-    try:
-        await conn.execute(
-            "INSERT INTO suppressions (prospect_id, channel, reason)"
-            " VALUES ($1, 'email', 'complaint')",
-            suppressed.prospect_id,
-        )
-    finally:
-        await conn.close()
+    await d.fetch(
+        "INSERT INTO suppressions (prospect_id, channel, reason) VALUES ($1, 'email', 'complaint')",
+        suppressed.prospect_id,
+    )
     await d.send(suppressed, unrenderable)
     outcomes = _outcomes(await d.messages(d.topics.outcomes, 2))
     skipped, failed = outcomes[suppressed.prospect_id], outcomes[unrenderable.prospect_id]
