@@ -18,11 +18,14 @@ from pydantic import JsonValue
 
 from shared.contract import Campaign, IdentifyEvent, TouchpointEvent
 from shared.contract.enums import Channel, Emotion, TouchpointType
+from shared.ids import Namespace
+from shared.trusted import construct
 
 from .segment import Alias, Identify, Page, Track
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d0c3e-1c51-4b8e-9a3f-7472617965a1")
+_EVENT_IDS = Namespace(EVENT_ID_NAMESPACE)
 
 _PAID_SEARCH_MEDIA = {"cpc", "ppc", "paid_search", "paidsearch", "sem", "search_ads"}
 _PAID_SOCIAL_MEDIA = {"paid_social", "paidsocial", "social_paid", "social_ads", "paid-social"}
@@ -74,8 +77,11 @@ class Received:
 
 
 def event_id(source_id: int, message_id: str) -> uuid.UUID:
-    """The same (source, messageId) always yields the same event id: retries dedupe downstream."""
-    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{source_id}:{message_id}")
+    """The same (source, messageId) always yields the same event id: retries dedupe downstream.
+
+    ``uuid5(EVENT_ID_NAMESPACE, "<source id>:<messageId>")``.
+    """
+    return _EVENT_IDS.id(f"{source_id}:{message_id}")
 
 
 def touchpoint_type(event_name: str) -> TouchpointType:
@@ -227,23 +233,35 @@ def touchpoint(
     # Built without re-validation: every input was validated by the Segment models
     # (same limits as the contract) and the rest is computed here; a unit test checks
     # that what this returns round-trips through the contract's validation.
-    return TouchpointEvent.model_construct(
-        event_id=event_id(received.source_id, message_id),
-        prospect_id=prospect_key(call.user_id, call.anonymous_id, links),
-        type=kind,
-        name=name[:200],
-        channel=channel_of(campaign, url, referrer, call.properties.get("channel")),
-        occurred_at=when,
-        received_at=received.at,
-        source=received.source,
-        message_id=message_id,
-        user_id=call.user_id,
-        anonymous_id=call.anonymous_id,
-        campaign=campaign,
-        properties=call.properties,
-        context=context,
-        emotion=Emotion(emotion) if isinstance(emotion, str) and emotion in _EMOTIONS else None,
+    return construct(
+        TouchpointEvent,
+        {
+            "schema_version": TouchpointEvent.SCHEMA_VERSION,
+            "event_id": event_id(received.source_id, message_id),
+            "prospect_id": prospect_key(call.user_id, call.anonymous_id, links),
+            "kind": "touchpoint",
+            "type": kind,
+            "name": name[:200],
+            "channel": channel_of(campaign, url, referrer, call.properties.get("channel")),
+            "occurred_at": when,
+            "received_at": received.at,
+            "source": received.source,
+            "message_id": message_id,
+            "user_id": call.user_id,
+            "anonymous_id": call.anonymous_id,
+            "campaign": campaign,
+            "properties": call.properties,
+            "context": context,
+            "emotion": (
+                Emotion(emotion) if isinstance(emotion, str) and emotion in _EMOTIONS else None
+            ),
+        },
+        _COMPUTED,
     )
+
+
+_COMPUTED = frozenset(TouchpointEvent.model_fields) - {"schema_version", "kind"}
+"""A touchpoint's ``model_fields_set``: all but the two fields that hold their defaults."""
 
 
 def identify(

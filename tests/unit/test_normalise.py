@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import JsonValue, ValidationError
 
 from services.ingest import normalise
 from services.ingest.segment import Identify, Page, Track
 from shared.contract import Campaign, Channel, Emotion, TouchpointEvent, TouchpointType
+from shared.kafka import encode
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 RECEIVED = normalise.Received(source="web", source_id=7, at=NOW, max_future=timedelta(minutes=5))
@@ -125,6 +130,14 @@ def test_event_id_is_deterministic_per_source_and_message() -> None:
     assert normalise.event_id(1, "m") != normalise.event_id(1, "n")
 
 
+@given(st.integers(min_value=1, max_value=2**63 - 1), st.text(min_size=1, max_size=200))
+def test_event_ids_are_the_uuid5_of_source_and_message(source_id: int, message_id: str) -> None:
+    # Events already on the topic carry ids made this way: a retry must get the same one.
+    expected = uuid.uuid5(normalise.EVENT_ID_NAMESPACE, f"{source_id}:{message_id}")
+    assert normalise.event_id(source_id, message_id) == expected
+    assert str(normalise.event_id(source_id, message_id)) == str(expected)
+
+
 def test_touchpoint_keeps_attribution_and_clamping_evidence() -> None:
     call = Track.model_validate(
         {
@@ -176,3 +189,69 @@ def test_touchpoints_satisfy_the_contract(body: dict[str, JsonValue]) -> None:
 def test_numeric_timestamps_are_refused_not_guessed(value: object) -> None:
     with pytest.raises(ValidationError, match="ISO-8601"):
         Track.model_validate({"userId": "u", "event": "e", "timestamp": value})
+
+
+_ids = st.text(st.characters(min_codepoint=0x20, exclude_categories=["Cs"]), min_size=1, max_size=9)
+_texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=9)
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _texts
+    | st.sampled_from(["positive", "negative", "email", "https://www.google.es/?q=x"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_texts, inner, max_size=3),
+    max_leaves=8,
+)
+_urls = st.sampled_from(
+    [
+        "https://shop.es/pricing?utm_source=fb&utm_medium=paid_social&utm_id=42",
+        "https://shop.es/?gclid=1",
+        "https://m.facebook.com/",
+        "http://[?utm_medium=cpc",
+        "https://shop.es/",
+    ]
+)
+
+
+@st.composite
+def _calls(draw: st.DrawFn) -> Track | Page:
+    body: dict[str, Any] = {
+        draw(st.sampled_from(["userId", "anonymousId"])): draw(_ids),
+        "properties": draw(st.dictionaries(_texts, _json, max_size=3)),
+        "context": draw(st.dictionaries(_texts, _json, max_size=3)),
+    }
+    for key, values in (
+        ("url", _urls),
+        ("referrer", _urls),
+        ("channel", st.sampled_from(["webinar", "carrier-pigeon", 3])),
+        ("emotion", st.sampled_from(["negative", "joy", None])),
+    ):
+        if draw(st.booleans()):
+            body["properties"][key] = draw(values)
+    if draw(st.booleans()):
+        body["context"]["campaign"] = draw(
+            st.dictionaries(st.sampled_from(["source", "medium", "name", "x"]), _json | _texts)
+        )
+    if draw(st.booleans()):
+        moment = draw(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))])))
+        body["timestamp"] = moment.isoformat()
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(["Order Completed", "Form Submitted", "x" * 200]) | _ids)
+        return Track.model_validate({**body, "event": name})
+    return Page.model_validate({**body, "name": draw(st.none() | _ids)})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_calls(), _ids, st.dictionaries(_ids, _ids, max_size=2))
+def test_touchpoints_are_what_model_construct_makes(
+    call: Track | Page, message_id: str, links: dict[str, str]
+) -> None:
+    event = normalise.touchpoint(call, message_id, RECEIVED, links)
+    given = {k: v for k, v in event.__dict__.items() if k not in ("schema_version", "kind")}
+    constructed = TouchpointEvent.model_construct(**given)
+    assert list(event.__dict__) == list(TouchpointEvent.model_fields)
+    assert event.__getstate__() == constructed.__getstate__()
+    assert event.model_fields_set == constructed.model_fields_set
+    assert encode(event) == encode(constructed)  # key, value bytes and headers
+    assert TouchpointEvent.model_validate_json(encode(event).value) == event

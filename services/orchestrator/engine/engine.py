@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from shared.contract import Channel, IdentifyEvent, TimerFired, TouchpointEvent, TouchpointType
+from shared.trusted import replace
 
 from ..journey.model import SendStep, WaitForStep, WaitStep
 from . import timing
@@ -47,7 +48,6 @@ from .compiled import CompiledJourney, event_matches
 from .facts import apply_input
 from .state import Decision, Input, ProspectState, RunState
 from .steps import exit_run, move_stage, retry_send, run_from
-from .trusted import replace
 from .turn import Turn, stable_id
 
 Catalogue = Mapping[str, Mapping[int, CompiledJourney]]

@@ -10,12 +10,12 @@ from pydantic import JsonValue
 
 from shared.contract import DeliveryCommand
 from shared.contract.storable import check_storable
+from shared.trusted import construct, replace
 
 from ..journey.model import SendStep
 from . import timing
 from .compiled import CompiledJourney
 from .state import RunState
-from .trusted import construct, replace
 from .turn import Turn, stable_id
 
 

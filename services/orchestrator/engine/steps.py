@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from shared.trusted import replace
+
 from ..journey.model import (
     BranchStep,
     ExitStep,
@@ -21,7 +23,6 @@ from .compiled import CompiledJourney
 from .facts import add_score
 from .sending import send
 from .state import RunState
-from .trusted import replace
 from .turn import Reason, Turn, weighted_choice
 
 MAX_STEPS = 200

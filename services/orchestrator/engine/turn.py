@@ -11,17 +11,15 @@ from typing import Any, Literal
 from uuid import UUID
 
 from shared.contract import DeliveryCommand, StageTransition
+from shared.ids import Namespace
+from shared.trusted import construct, replace
 
 from ..journey.conditions import Facts
 from .facts import condition_facts
 from .state import Input, RunState, TimerRequest, Waiting
-from .trusted import construct, replace
 
 NAMESPACE = UUID("84e8f16e-4a0f-4c65-922c-d88fa2506c43")
-_NAMESPACED = hashlib.sha1(NAMESPACE.bytes, usedforsecurity=False)
-# uuid5 keeps 122 bits of the digest and sets the version (5) and the variant (RFC 4122).
-_DIGEST_BITS = ~((0xF000 << 64) | (0xC000 << 48))
-_VERSION_5 = (0x5000 << 64) | (0x8000 << 48)
+_IDS = Namespace(NAMESPACE)
 
 Reason = Literal["entered", "advanced", "step", "exited", "goal"]
 Pause = Literal["wait", "wait_for", "deferred_send"]
@@ -34,14 +32,7 @@ def stable_id(*parts: object) -> UUID:
     commands; the namespace is hashed once, and each id goes on from a copy of that hash
     (an input needs six ids or more).
     """
-    digest = _NAMESPACED.copy()
-    digest.update(":".join([str(p) for p in parts]).encode())
-    return _uuid5(digest)
-
-
-def _uuid5(digest: hashlib._Hash) -> UUID:
-    """The version 5 UUID of a SHA-1 digest (as ``uuid5`` makes it)."""
-    return UUID(int=int.from_bytes(digest.digest()[:16]) & _DIGEST_BITS | _VERSION_5)
+    return _IDS.id(":".join([str(p) for p in parts]))
 
 
 def weighted_choice(key: str, weights: Sequence[float]) -> int:
@@ -70,13 +61,12 @@ class Turn:
     timers: list[TimerRequest] = field(default_factory=list)
     cancelled: list[UUID] = field(default_factory=list)
     transitions: list[StageTransition] = field(default_factory=list)
-    _transition_ids: hashlib._Hash = field(init=False, repr=False, compare=False)
-    """The hash every transition id of the input starts from: ``stable_id(event id,
-    "transition", n)`` hashes "<event id>:transition:" and then ``n``."""
+    _transition_ids: Namespace = field(init=False, repr=False, compare=False)
+    """The ids every transition of the input takes: ``stable_id(event id, "transition",
+    n)`` hashes "<event id>:transition:" once, and then each ``n``."""
 
     def __post_init__(self) -> None:
-        self._transition_ids = _NAMESPACED.copy()
-        self._transition_ids.update(f"{self.event.event_id}:transition:".encode())
+        self._transition_ids = _IDS.prefixed(f"{self.event.event_id}:transition:")
 
     def conditions(self) -> Facts:
         return condition_facts(self.traits, self.facts, self.event)
@@ -92,14 +82,12 @@ class Turn:
     ) -> None:
         # Every field is the engine's own (ids, stages, the turn's UTC clock): validating
         # them again, or pydantic's model_construct, cost more than deciding.
-        digest = self._transition_ids.copy()
-        digest.update(str(len(self.transitions)).encode())
         self.transitions.append(
             construct(
                 StageTransition,
                 {
                     "schema_version": StageTransition.SCHEMA_VERSION,
-                    "event_id": _uuid5(digest),
+                    "event_id": self._transition_ids.id(str(len(self.transitions))),
                     "prospect_id": self.prospect_id,
                     "kind": "stage_transition",
                     "journey": run.journey,

@@ -6,11 +6,13 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
+from services.ingest import normalise
 from services.ingest.pipeline import Accepted, Ingestor, _Request
 from services.ingest.segment import Call, Track
 from services.ingest.sources import Source, SourceAuth, add_source
@@ -131,3 +133,65 @@ async def test_a_failed_group_fails_each_request_and_keeps_nothing(
     assert Counter(e.message_id for e in events if isinstance(e, TouchpointEvent)) == Counter(
         f"d-{i}" for i in range(12)
     )
+
+
+ONE_ROW_PER_MESSAGE_ID = """
+    INSERT INTO ingest_messages (source_id, message_id, received_at)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS t(s, m, r)
+    ORDER BY s, m
+    ON CONFLICT (source_id, message_id) DO NOTHING
+    RETURNING source_id, message_id
+"""
+"""The claim as a row of arrays per messageId: what the claim must still store and return."""
+
+
+async def test_the_claim_stores_and_returns_what_a_row_per_messageid_did(
+    settings: Settings, ready: tuple[asyncpg.Pool, Source, str]
+) -> None:
+    pool, source, _ = ready
+    other_key = (await add_source(pool, "group-commit-2")).write_key
+    other = await SourceAuth(pool).by_write_key(other_key)
+    assert other is not None
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+    def request(by: Source, message_ids: list[str], later_s: int = 0) -> _Request:
+        received = normalise.Received(by.name, by.id, at + timedelta(seconds=later_s), timedelta())
+        return _Request(by, [_track(mid) for mid in message_ids], message_ids, received)
+
+    # Repeats within a request, across requests and sources, an empty request, a
+    # messageId stored before; the requests that share a messageId share a receive time.
+    group = [
+        request(source, ["b", "a", "b", "seen"]),
+        request(other, ["a", "c"]),
+        request(source, []),
+        request(source, ["c", "a", "z"]),
+        request(other, ["d", "e"], later_s=5),
+        request(source, []),
+    ]
+    ingestor = Ingestor(pool, Producer(settings, client_id="test-claim", timeout_s=1), settings)
+    results: list[tuple[set[tuple[int, str]], list[tuple[Any, ...]]]] = []
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO ingest_messages VALUES ($1, 'seen', $2)", source.id, at - timedelta(days=1)
+        )
+        for previous in (False, True):
+            transaction = conn.transaction()
+            await transaction.start()
+            if previous:
+                rows = await conn.fetch(
+                    ONE_ROW_PER_MESSAGE_ID,
+                    [r.source.id for r in group for _ in r.message_ids],
+                    [mid for r in group for mid in r.message_ids],
+                    [r.received.at for r in group for _ in r.message_ids],
+                )
+                fresh = {(row["source_id"], row["message_id"]) for row in rows}
+            else:
+                fresh = await ingestor._claim(conn, group)
+            rows = await conn.fetch("SELECT * FROM ingest_messages ORDER BY 1, 2, 3")
+            results.append((fresh, [tuple(row) for row in rows]))
+            await transaction.rollback()
+
+    assert results[0] == results[1]
+    fresh, stored = results[0]
+    assert fresh == {(source.id, m) for m in "abcz"} | {(other.id, m) for m in "acde"}
+    assert len(stored) == 9

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.orchestrator.engine.trusted import replace
 from services.orchestrator.engine.turn import NAMESPACE, stable_id
 from shared.contract import TouchpointType
+from shared.trusted import replace
 
 from . import Prospect, compiled
 
