@@ -28,6 +28,10 @@ _PARTITIONER = DefaultPartitioner()
 """The Java client's keyed partitioning (murmur2), as aiokafka's send() uses it."""
 
 
+PARTITIONS_KEPT = 100_000
+"""Keys whose partition a producer remembers (a few MiB at most)."""
+
+
 class KafkaUnavailable(Exception):
     """Kafka did not acknowledge in time; the caller should answer 503 and let the client retry."""
 
@@ -42,6 +46,7 @@ class Producer:
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._next_attempt = 0.0
+        self._partitions: dict[tuple[bytes, tuple[int, ...]], int] = {}
 
     async def start(self) -> None:
         """Connect now if the broker answers; otherwise the first send tries again."""
@@ -95,9 +100,12 @@ class Producer:
             # per-record path dominates the cost of a large request. Records of one
             # partition stay in order (batches of a partition are queued in order).
             partitions: dict[str, tuple[int, ...]] = {}
-            # Records about one prospect share its key, and the partitioner's murmur2 is
-            # pure Python: each key is hashed once per call and set of partitions.
-            chosen: dict[tuple[bytes, tuple[int, ...]], int] = {}
+            # Records about one prospect share its key, a prospect's events keep coming,
+            # and the partitioner's murmur2 is pure Python: a key's partition is kept
+            # (per set of partitions) for the calls after, up to PARTITIONS_KEPT keys.
+            chosen = self._partitions
+            if len(chosen) > PARTITIONS_KEPT:
+                chosen.clear()
             builders: dict[tuple[str, int], BatchBuilder] = {}
             futures: list[asyncio.Future[Any]] = []
             for topic, record in records:

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.partitioner import DefaultPartitioner
 from faststream.kafka import KafkaMessage
 
 from shared.contract import Channel, TouchpointEvent, TouchpointType
@@ -19,6 +20,8 @@ from shared.kafka import (
     publish,
     topic_partitions,
 )
+from shared.kafka.codec import Record
+from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 
@@ -101,3 +104,44 @@ async def test_stack_topics_exist_with_configured_partitions(settings: Settings)
 
     partitions = await topic_partitions(settings, ALL_TOPICS)
     assert partitions == dict.fromkeys(ALL_TOPICS, settings.topic_partitions)
+
+
+async def test_the_producer_partitions_every_record_as_the_java_client_would(
+    settings: Settings,
+) -> None:
+    """Its kept partitions never send a key elsewhere: not on a second call, not on a topic
+    with another partition count."""
+    three, five = f"test.{uuid.uuid4().hex}", f"test.{uuid.uuid4().hex}"
+    await ensure_topics(settings, [three], partitions=3)
+    await ensure_topics(settings, [five], partitions=5)
+    producer = Producer(settings, client_id="test", timeout_s=20)
+    await producer.start()
+    try:
+        for _ in range(2):
+            await producer.send_records(
+                [
+                    (topic, Record(f"k-{n}".encode(), b"v", {}))
+                    for n in range(60)
+                    for topic in (three, five)
+                ]
+            )
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        three, five, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        async with asyncio.timeout(30):
+            while len(records) < 240:
+                for part in (await consumer.getmany(timeout_ms=1000)).values():
+                    records.extend(part)
+    finally:
+        await consumer.stop()
+    partitioner = DefaultPartitioner()
+    for record in records:
+        count = 3 if record.topic == three else 5
+        expected = partitioner(record.key, list(range(count)), list(range(count)))
+        assert record.partition == expected, (record.topic, record.key)
+    assert len({(r.topic, r.partition) for r in records}) == 8  # every partition used
