@@ -21,6 +21,7 @@ from shared import stack
 from shared.kafka import delete_topics, list_topics
 from shared.settings import Settings
 
+from .names import PREFIX, topic_name
 from .private_postgres import PrivatePostgres
 
 
@@ -36,16 +37,12 @@ def settings() -> Iterator[Settings]:
     """The services to test against; the session's throwaway topics are deleted after it.
 
     Thousands of leftover topics would make every later broker start slow to serve.
+    Every test topic is named under the session's prefix (:mod:`.names`).
     """
     for running in _services():
-        before = asyncio.run(list_topics(running))
         yield running
-        created = asyncio.run(list_topics(running)) - before
-        throwaway = sorted(name for name in created if name.startswith(THROWAWAY_PREFIXES))
-        asyncio.run(delete_topics(running, throwaway))
-
-
-THROWAWAY_PREFIXES = ("test.", "test_", "bench.")
+        ours = [name for name in asyncio.run(list_topics(running)) if name.startswith(PREFIX)]
+        asyncio.run(delete_topics(running, sorted(ours)))
 
 
 def _services() -> Iterator[Settings]:
@@ -87,7 +84,7 @@ async def fresh_database(settings: Settings) -> AsyncIterator[str]:
 @pytest.fixture
 def topic() -> str:
     """A topic name no other test uses."""
-    return f"test.{uuid.uuid4().hex}"
+    return topic_name()
 
 
 @pytest.fixture

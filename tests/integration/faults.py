@@ -41,6 +41,7 @@ from shared.settings import Settings
 from shared.topics import ALL_TOPICS
 
 from .ingest.conftest import free_port, read_topic
+from .names import topic_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEY_ID = "faults-welcome"
@@ -152,7 +153,7 @@ class Flow:
     @classmethod
     async def prepare(cls, settings: Settings) -> Flow:
         """Topics and the journey; the database is migrated already."""
-        prefix = f"test.faults.{uuid.uuid4().hex[:10]}."
+        prefix = topic_prefix("faults")
         await ensure_topics(settings, [prefix + name for name in ALL_TOPICS], partitions=3)
         conn = await asyncpg.connect(settings.database_url)
         try:

@@ -26,7 +26,6 @@ import json
 import os
 import random
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -48,6 +47,7 @@ from .fault_campaign.fleet import Fleet
 from .fault_campaign.mail import CountingSmtp
 from .fault_campaign.server import SERVICES
 from .ingest.conftest import free_port
+from .names import topic_prefix
 
 SEEDS = [int(s) for s in os.environ.get("TRAYECTO_FAULT_SEEDS", "1,2,3").split(",") if s]
 PROSPECTS = 60
@@ -195,7 +195,7 @@ async def test_kill_9_at_random_moments_of_a_flow_loses_and_doubles_nothing(
     seed: int, settings: Settings, fresh_database: str, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    prefix = f"test.fault.{uuid.uuid4().hex[:10]}."
+    prefix = topic_prefix("fault")
     topics, key = await _prepare(fresh_database, settings, prefix)
     ingest_url = f"http://127.0.0.1:{free_port()}"
     ledger = Ledger()

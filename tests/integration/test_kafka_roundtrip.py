@@ -24,6 +24,8 @@ from shared.kafka.codec import Record
 from shared.kafka.producer import Producer
 from shared.settings import Settings
 
+from .names import topic_name
+
 
 def _event(prospect: str, n: int) -> TouchpointEvent:
     return TouchpointEvent(
@@ -111,7 +113,7 @@ async def test_the_producer_partitions_every_record_as_the_java_client_would(
 ) -> None:
     """Its kept partitions never send a key elsewhere: not on a second call, not on a topic
     with another partition count."""
-    three, five = f"test.{uuid.uuid4().hex}", f"test.{uuid.uuid4().hex}"
+    three, five = topic_name(), topic_name()
     await ensure_topics(settings, [three], partitions=3)
     await ensure_topics(settings, [five], partitions=5)
     producer = Producer(settings, client_id="test", timeout_s=20)

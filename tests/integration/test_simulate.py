@@ -43,6 +43,7 @@ from shared.simulate import Profile, Stats, parse_profile, simulate
 from shared.simulate.stats import TOUCHPOINT_OF_LINK
 
 from .ingest.conftest import free_port, serve
+from .names import topic_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "it"
@@ -190,7 +191,7 @@ def mail_capture(maildir: Path) -> Any:
 async def platform(settings: Settings, tmp: Path) -> AsyncIterator[Platform]:
     async with throwaway_database(settings) as dsn:
         await migrate(dsn)
-        prefix = f"test.{uuid.uuid4().hex[:12]}."
+        prefix = topic_prefix()
         topics = OrchestratorTopics.prefixed(prefix)
         out = DeliveryTopics(outcomes=topics.outcomes, dead_letters=f"{prefix}delivery.dlq")
         await ensure_topics(settings, [*topics.all, out.dead_letters], partitions=3)

@@ -21,6 +21,7 @@ from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from ..ingest.conftest import free_port, read_topic, serve
+from ..names import topic_prefix
 from .smtp_server import SmtpServer
 
 
@@ -94,7 +95,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 async def prepare(settings: Settings, dsn: str) -> tuple[str, DeliveryTopics]:
     await migrate(dsn)
-    prefix = f"test.{uuid.uuid4().hex[:12]}."
+    prefix = topic_prefix()
     topics = DeliveryTopics(
         outcomes=f"{prefix}delivery.outcomes", dead_letters=f"{prefix}delivery.dlq"
     )

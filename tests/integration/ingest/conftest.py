@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,6 +19,8 @@ from shared.contract import WireMessage
 from shared.db import migrate
 from shared.kafka import decode, ensure_topics, topic_partitions
 from shared.settings import Settings
+
+from ..names import topic_name
 
 
 def free_port() -> int:
@@ -96,7 +97,7 @@ async def serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[No
 @pytest.fixture
 async def ingest(settings: Settings, fresh_database: str) -> AsyncIterator[Ingest]:
     await migrate(fresh_database)
-    topic = f"test.touchpoints.{uuid.uuid4().hex}"
+    topic = topic_name("touchpoints")
     await ensure_topics(settings, [topic], partitions=3)
     conn = await asyncpg.connect(fresh_database)
     try:

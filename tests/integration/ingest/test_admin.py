@@ -20,6 +20,7 @@ from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 
+from ..names import topic_name
 from .conftest import free_port, serve
 
 TOKEN = "test-admin-" + uuid.uuid4().hex
@@ -30,7 +31,7 @@ StartIngest = Callable[[str | None], Awaitable[tuple[httpx.AsyncClient, str]]]
 async def start_ingest(settings: Settings, fresh_database: str) -> AsyncIterator[StartIngest]:
     """An ingest server with the given admin token (or none); (client, a write key)."""
     await migrate(fresh_database)
-    topic = f"test.admin.{uuid.uuid4().hex}"
+    topic = topic_name("admin")
     await ensure_topics(settings, [topic], partitions=1)
     conn = await asyncpg.connect(fresh_database)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from shared.kafka import ensure_topics
 from shared.kafka.producer import KafkaUnavailable, Producer
 from shared.settings import Settings
 
+from ..names import topic_name
 from .conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ async def ready(
     settings: Settings, fresh_database: str
 ) -> AsyncIterator[tuple[asyncpg.Pool, Source, str]]:
     await migrate(fresh_database)
-    topic = f"test.touchpoints.{uuid.uuid4().hex}"
+    topic = topic_name("touchpoints")
     await ensure_topics(settings, [topic], partitions=3)
     pool = await create_pool(settings, dsn=fresh_database)
     async with pool.acquire() as conn:

@@ -22,6 +22,7 @@ from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.stack.kafka import Kafka
 
+from ..names import topic_name
 from .conftest import free_port, read_topic, serve
 
 
@@ -57,7 +58,7 @@ async def outage_ingest(
     settings = private_kafka.settings.model_copy(
         update={"database_url": fresh_database, "ingest_publish_timeout_s": 2.0}
     )
-    topic = f"test.outage.{uuid.uuid4().hex}"
+    topic = topic_name("outage")
     await ensure_topics(settings, [topic], partitions=2)
     server, task = await serve(create_app(settings, touchpoints_topic=topic), port)
     async with httpx.AsyncClient(

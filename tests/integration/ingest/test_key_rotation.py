@@ -18,6 +18,7 @@ from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.tracking import LinkClaims, expiry, sign_link
 
+from ..names import topic_name
 from .conftest import free_port, read_topic, serve
 
 OLD, NEW = f"old-{uuid.uuid4().hex}", f"new-{uuid.uuid4().hex}"
@@ -48,7 +49,7 @@ async def test_a_link_of_the_old_key_works_in_its_grace_and_is_gone_after(
     settings: Settings, fresh_database: str
 ) -> None:
     await migrate(fresh_database)
-    topic = f"test.touchpoints.{uuid.uuid4().hex}"
+    topic = topic_name("touchpoints")
     await ensure_topics(settings, [topic], partitions=3)
     base = settings.model_copy(update={"database_url": fresh_database})
     today = datetime.now(UTC).date()

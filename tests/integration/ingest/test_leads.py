@@ -21,6 +21,7 @@ from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 
+from ..names import topic_name
 from .conftest import Ingest, free_port, read_topic, serve
 
 TRAYECTO = Path(sys.executable).with_name("trayecto")
@@ -163,7 +164,7 @@ async def test_landing_form_redirects_to_the_configured_thanks_url(
     settings: Settings, fresh_database: str
 ) -> None:
     await migrate(fresh_database)
-    topic = f"test.touchpoints.{uuid.uuid4().hex}"
+    topic = topic_name("touchpoints")
     await ensure_topics(settings, [topic], partitions=1)
     conn = await asyncpg.connect(fresh_database)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import itertools
 import threading
-import uuid
 from typing import Any
 
 import asyncpg
@@ -29,6 +28,7 @@ from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 
+from ..names import topic_name
 from .conftest import free_port
 
 EXAMPLES = 30
@@ -59,7 +59,7 @@ class _ThreadServer:
 @pytest.fixture
 async def fuzz_app(settings: Settings, fresh_database: str) -> tuple[Settings, str, str]:
     await migrate(fresh_database)
-    topic = f"test.fuzz.{uuid.uuid4().hex}"
+    topic = topic_name("fuzz")
     await ensure_topics(settings, [topic], partitions=2)
     conn = await asyncpg.connect(fresh_database)
     try:

@@ -33,6 +33,7 @@ from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from ..delivery.smtp_server import SmtpServer
+from ..names import topic_prefix
 from .conftest import free_port, serve
 
 TOKEN = "test-admin-" + uuid.uuid4().hex
@@ -85,7 +86,7 @@ class Platform:
 async def platform(settings: Settings, fresh_database: str) -> AsyncIterator[Platform]:
     """Ingest, orchestrator and delivery on one database and their own topics."""
     await migrate(fresh_database)
-    prefix = f"test.{uuid.uuid4().hex[:12]}."
+    prefix = topic_prefix()
     topics = OrchestratorTopics.prefixed(prefix)
     delivery_topics = DeliveryTopics(outcomes=topics.outcomes, dead_letters=f"{prefix}dlq")
     await ensure_topics(settings, [*topics.all, delivery_topics.dead_letters], partitions=2)

@@ -18,6 +18,7 @@ from shared.settings import Settings
 
 from ..bad_records import plan, publish
 from ..ingest.conftest import free_port, serve
+from ..names import topic_prefix
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -35,7 +36,7 @@ async def test_hostile_records_are_counted_as_undecodable_and_the_rest_once(
     settings: Settings, fresh_database: str
 ) -> None:
     await migrate(fresh_database)
-    topics = MetricsTopics.prefixed(f"test.{uuid.uuid4().hex[:12]}.")
+    topics = MetricsTopics.prefixed(topic_prefix())
     await ensure_topics(settings, topics.watched, partitions=3)
     app_settings = settings.model_copy(update={"database_url": fresh_database})
     plans = [

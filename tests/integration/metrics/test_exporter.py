@@ -44,6 +44,7 @@ from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from ..ingest.conftest import free_port
+from ..names import topic_prefix
 
 ROOT = Path(__file__).resolve().parents[3]
 JOURNEY = (ROOT / "journeys" / "smb-owner.yaml").read_text()
@@ -307,7 +308,7 @@ async def prepared(
         version, _ = await publish(conn, load_journey(journey), journey)
     finally:
         await conn.close()
-    prefix = f"test.{uuid.uuid4().hex[:12]}."
+    prefix = topic_prefix()
     topics = MetricsTopics.prefixed(prefix)
     await ensure_topics(settings, topics.watched, partitions=3)
     return version, prefix, topics

@@ -24,6 +24,7 @@ from shared.kafka.producer import Producer
 from shared.settings import Settings
 
 from ..ingest.conftest import free_port, read_topic, serve
+from ..names import topic_prefix
 
 ADMIN_TOKEN = "test-admin-" + uuid.uuid4().hex
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -76,7 +77,7 @@ class Orchestration:
 
 async def prepare(settings: Settings, dsn: str) -> OrchestratorTopics:
     await migrate(dsn)
-    topics = OrchestratorTopics.prefixed(f"test.{uuid.uuid4().hex[:12]}.")
+    topics = OrchestratorTopics.prefixed(topic_prefix())
     await ensure_topics(settings, topics.all, partitions=3)
     return topics
 
