@@ -7,7 +7,6 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -18,20 +17,20 @@ from shared.kafka.codec import Record
 from .smtp import Withdrawn
 
 
-# One row per mark: the suppression of the recipient on the channel if there is one
-# (then the row is not marked), and whether the row was marked. A suppression committed
-# before the statement started stops the send; an erased person's suppressions are kept
-# by the hash of the address only. Fenced by the attempt number: a claim given up as
-# abandoned and claimed again meanwhile is not this worker's to send. The lease of a row
-# being handed off runs from its mark (claimed_at), not from its claim.
 def _suppression(channel: str, prospect: str, address: str) -> str:
-    """The reason the recipient is suppressed on the channel (no row: not suppressed)."""
+    """The reason the recipient is suppressed on the channel (no row: not suppressed).
+    An erased person's suppressions are kept by the hash of the address only."""
     return f"""
         SELECT reason FROM suppressions WHERE channel = {channel}
            AND (prospect_id = {prospect} OR address_hash = (SELECT address_hash({address}::text)))
         LIMIT 1"""
 
 
+# One row per mark: the suppression of the recipient on the channel if there is one
+# (then the row is not marked), and whether the row was marked. A suppression committed
+# before the statement started stops the send. Fenced by the attempt number: a claim
+# given up as abandoned and claimed again meanwhile is not this worker's to send. The
+# lease of a row being handed off runs from its mark (claimed_at), not from its claim.
 _MARK = f"""
     WITH suppressed AS ({_suppression("$3", "$4", "$5")}
     ), marked AS (
@@ -48,7 +47,7 @@ _FINISH = """
     WITH done AS (
         UPDATE deliveries SET status = $2, reason = $3, updated_at = now() WHERE command_id = $1
     )
-    INSERT INTO outbox (topic, key, value, headers) VALUES ($4, $5, $6, $7::jsonb)
+    INSERT INTO outbox (topic, key, value, headers) VALUES ($4, $5, $6, $7::json)
 """
 MARKS_IN_FLIGHT = 4
 # What a batch that fails for one item's data raises: that item fails alone.
@@ -98,7 +97,7 @@ class SendRecords:
 
     async def suppression(self, command: DeliveryCommand) -> str | None:
         """Why the command's recipient is suppressed on its channel, if they are."""
-        reason: str | None = await self._pool.fetchval(_SUPPRESSED, *_mark_args(command, 0)[2:])
+        reason: str | None = await self._pool.fetchval(_SUPPRESSED, *_recipient(command))
         return reason
 
     async def finish(self, command_id: uuid.UUID, state: str, reason: str, outcome: Record) -> None:
@@ -108,7 +107,9 @@ class SendRecords:
     async def _mark_batch(
         self, marks: Sequence[tuple[DeliveryCommand, int]]
     ) -> list[tuple[str | None, bool]]:
-        rows = await self._pool.fetchmany(_MARK, [_mark_args(c, n) for c, n in marks])
+        rows = await self._pool.fetchmany(
+            _MARK, [(c.command_id, n, *_recipient(c)) for c, n in marks]
+        )
         return [(row["suppressed"], row["marked"]) for row in rows]
 
     async def _finish_batch(self, finishes: Sequence[_Finish]) -> list[None]:
@@ -130,12 +131,7 @@ class SendRecords:
         return [None] * len(finishes)
 
 
-def _mark_args(command: DeliveryCommand, attempt: int) -> tuple[Any, ...]:
+def _recipient(command: DeliveryCommand) -> tuple[str, str, str | None]:
+    """The parameters of :func:`_suppression`: channel, prospect and email address."""
     address = command.recipient.get("email")
-    return (
-        command.command_id,
-        attempt,
-        command.channel.value,
-        command.prospect_id,
-        address if isinstance(address, str) else None,
-    )
+    return command.channel.value, command.prospect_id, address if isinstance(address, str) else None

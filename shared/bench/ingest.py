@@ -186,8 +186,8 @@ async def run(
                     failed[name] = failed.get(name, 0) + result.failed
 
                 progress("ingest: warming up")
-                # Until events are stored: on a broker just started, the first produce
-                # waits for the new topic's leaders, and the first seconds store nothing.
+                # Until events are stored: a broker that is still loading its partitions
+                # (just restarted with many topics) serves a new topic only after a while.
                 deadline = time.monotonic() + WARM_UP_S
                 await load("warm", 1, 8, 2)
                 while await _stored(dsn) == 0 and time.monotonic() < deadline:

@@ -162,14 +162,16 @@ class Kafka(Component):
         wait_until(self._alive_and_storing, 180, "Kafka (storing a record)", self.log)
 
     def _alive_and_ready(self) -> bool:
-        if self.pid() is None:
-            raise StackError(f"Kafka exited during start-up; see the end of {self.log}.")
+        self._still_running()
         return self.healthy()
 
     def _alive_and_storing(self) -> bool:
+        self._still_running()
+        return asyncio.run(kafka_stores(self.address))
+
+    def _still_running(self) -> None:
         if self.pid() is None:
             raise StackError(f"Kafka exited during start-up; see the end of {self.log}.")
-        return asyncio.run(kafka_stores(self.address))
 
     def healthy(self) -> bool:
         return asyncio.run(kafka_ready(self.address))
