@@ -16,6 +16,15 @@ _DESCRIPTIONS: dict[str, str] = {
     topics.JOURNEY_TRANSITIONS: "Stage and step transitions, published by the orchestrator.",
     topics.TIMERS_FIRED: "Durable timers that came due, on the per-prospect path.",
 }
+_DEAD_LETTERS: dict[str, str] = {
+    topics.TOUCHPOINTS_DLQ: "Records the orchestrator could not process (from touchpoints, "
+    "timers.fired or delivery.outcomes): the original key, value and headers unchanged, plus "
+    "the headers trayecto-dlq-reason (why) and trayecto-dlq-source-topic (where it came from). "
+    "The value may not be a valid contract message: that can be the reason.",
+    topics.DELIVERY_DLQ: "Delivery commands that gave up after the last attempt, or could not "
+    "be decoded: the original key, value and headers unchanged, plus the header "
+    "trayecto-dlq-reason (e.g. 'gave up after 5 attempts: 451 ...').",
+}
 
 VERSION = "0.1.0"
 
@@ -32,6 +41,8 @@ def contract_broker(bootstrap: str = "kafka:9092") -> KafkaBroker:
                 f"trayecto-type: {model.model_fields['kind'].default}.",
                 schema=model,
             )
+    for topic, description in _DEAD_LETTERS.items():
+        broker.publisher(topic, title=f"{topic}:DeadLetter", description=description)
     return broker
 
 

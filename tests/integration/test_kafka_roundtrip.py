@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
@@ -14,6 +15,7 @@ from shared.contract import Channel, TouchpointEvent, TouchpointType
 from shared.kafka import (
     EVENT_ID_HEADER,
     TYPE_HEADER,
+    VERSION_HEADER,
     decode,
     ensure_topics,
     make_broker,
@@ -72,9 +74,29 @@ async def test_message_round_trips_with_key_and_headers(settings: Settings, topi
         headers = {name: value.decode() for name, value in record.headers}
         assert record.key == prospect.encode()
         assert headers[TYPE_HEADER] == "touchpoint"
+        assert headers[VERSION_HEADER] == str(TouchpointEvent.SCHEMA_VERSION)
         received.append(decode(record.value, headers))
         assert headers[EVENT_ID_HEADER] == str(received[-1].event_id)
     assert received == sent
+
+
+async def test_both_producers_wait_for_every_replica_and_never_duplicate(
+    settings: Settings,
+) -> None:
+    """The producers the services really start: acks=all (-1) and idempotence on."""
+    broker = make_broker(settings, client_id="test")
+    async with broker:
+        fast_producer: Any = broker.config.broker_config.producer
+        faststream_producer = fast_producer._producer.producer
+        assert faststream_producer._sender._acks == -1
+        assert faststream_producer._txn_manager is not None  # only set when idempotent
+    producer = Producer(settings, client_id="test", timeout_s=10)
+    try:
+        raw = await producer._ensure()
+        assert raw._sender._acks == -1
+        assert raw._txn_manager is not None
+    finally:
+        await producer.stop()
 
 
 async def test_faststream_subscriber_receives_contract_message(
