@@ -11,6 +11,7 @@ import yaml
 from ..settings import SERVICES
 from .component import LOCAL_DEPLOY, Component
 from .debian import install
+from .errors import StackError
 from .proc import require_free_port, start_detached, wait_until
 
 
@@ -30,7 +31,11 @@ class Prometheus(Component):
         if found is None:
             install("prometheus", self.settings.stack_dir / "apt.log", "Prometheus")
             found = shutil.which("prometheus")
-        assert found is not None
+        if found is None:
+            raise StackError(
+                "The `prometheus` package was installed but its binary is not on PATH; "
+                "add its directory (usually /usr/bin) to PATH and run `trayecto stack up` again."
+            )
         return found
 
     def config(self) -> dict[str, object]:

@@ -38,7 +38,6 @@ from shared.stack.proc import port_open
 from .test_platform_up import _wait_for_line
 
 PROSPECTS = 24
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
@@ -94,11 +93,13 @@ def _cell(text: str) -> int:
     return int(text.replace(",", "").replace("\u202f", "").strip() or 0)
 
 
-def _check_live_map(metrics: str, query: str, funnel: dict[str, dict[str, Any]]) -> None:
+def _check_live_map(
+    chromium: Path, metrics: str, query: str, funnel: dict[str, dict[str, Any]]
+) -> None:
     """The live map in headless Chromium shows the funnel API's numbers; a screenshot."""
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             response = page.goto(f"{metrics}/map/smb-owner?{query}")
@@ -137,7 +138,9 @@ def _check_render_by_name() -> None:
     assert ElementTree.parse(out).getroot().tag == "{http://www.w3.org/2000/svg}svg"
 
 
-def test_every_panel_and_alert_expression_returns_data_from_the_running_platform() -> None:
+def test_every_panel_and_alert_expression_returns_data_from_the_running_platform(
+    chromium: Path,
+) -> None:
     settings = Settings()
     stack.up(settings, Console(quiet=True))
     taken = [s for s in SERVICES if port_open(settings.service_port(s))]
@@ -237,7 +240,7 @@ def test_every_panel_and_alert_expression_returns_data_from_the_running_platform
                 break
             assert time.monotonic() < deadline, f"stage entries grew by {grown}, not {expected}"
             time.sleep(2)
-        _check_live_map(f"http://127.0.0.1:{settings.metrics_port}", query, stages)
+        _check_live_map(chromium, f"http://127.0.0.1:{settings.metrics_port}", query, stages)
         _check_render_by_name()
         time.sleep(12)  # two more scrapes, so that rate() has points on both sides
 

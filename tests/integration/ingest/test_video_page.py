@@ -17,7 +17,6 @@ from shared.tracking import LinkClaims, expiry, link_url
 
 from .conftest import Ingest
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "artifacts"
 SAMPLE = "/content/files/trayecto-intro.webm"
@@ -25,18 +24,8 @@ MILESTONES = [25, 50, 75, 100]
 
 
 @pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"Chromium is not installed ({CHROMIUM} is missing): run `apt-get install chromium`"
-            " (as root); .ci/run installs it."
-        )
-    ARTIFACTS.mkdir(exist_ok=True)
-    return CHROMIUM
-
-
-@pytest.fixture
 async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    ARTIFACTS.mkdir(exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=chromium,
