@@ -27,6 +27,7 @@ from rich.text import Text
 
 from services.delivery.content import CatalogueError
 from services.orchestrator.journey import JourneyError
+from services.orchestrator.journey.store import PublishError
 
 from .. import stack
 from ..db import MigrationError, migrate
@@ -225,7 +226,7 @@ def up(
         stack.up(settings, console)
         applied = asyncio.run(migrate(settings.database_url))
     console.print(f"[green]✓[/] migrations: {len(applied)} applied now, schema up to date")
-    with friendly_errors(JourneyError, OSError, asyncpg.PostgresError):
+    with friendly_errors(JourneyError, PublishError, OSError, asyncpg.PostgresError):
         published = asyncio.run(_publish_seed_journeys(settings))
     for journey, version, created in published:
         state = "published" if created else "unchanged"

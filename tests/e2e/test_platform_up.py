@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from typing import Any
 from rich.console import Console
 
 from shared import stack
+from shared.cli.up_cmd import SEED_JOURNEYS
 from shared.settings import SERVICES, Settings
 from shared.stack.proc import port_open
+from tests.private_stack import private_env, settings_of, stack_processes
 
 
 def _get(url: str) -> tuple[int, Any]:
@@ -107,3 +110,51 @@ def test_up_serves_every_service_scraped_by_prometheus_and_stops_on_ctrl_c() -> 
     assert [s for s in SERVICES if port_open(settings.service_port(s))] == []
     # --keep-stack: the stack is still there for the next run.
     assert all(health.healthy for health in stack.status(settings))
+
+
+def test_up_on_a_new_stack_stops_the_stack_too_on_ctrl_c() -> None:
+    """Without --keep-stack, on a stack of its own: Ctrl-C leaves no process and no port."""
+    env = private_env(services=True)
+    settings = settings_of(env)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli.main", "up", "--rate", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env, "COLUMNS": "200"},
+        start_new_session=True,
+    )
+    try:
+        output = "".join(_wait_for_line(process, "Press Ctrl-C", 180))
+        ready_s = time.monotonic() - started
+        assert "kafka started" in output  # a stack of its own, not the running one
+        assert f"http://127.0.0.1:{settings.ingest_port}/v1/track" in output
+        assert f"127.0.0.1:{settings.kafka_port}" in output
+        # The seed journeys and the content catalogue are published on a new database.
+        for seed in sorted(SEED_JOURNEYS.glob("*.yaml")):
+            assert f"journey {seed.stem} v1 (published)" in output
+        assert "content v1 (published)" in output
+        assert stack_processes(settings.stack_dir) != []
+
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=90)
+        assert process.returncode == 0, rest
+        assert "stopped cleanly" in rest
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        leftover = stack_processes(settings.stack_dir)
+        if leftover:
+            stack.down(settings, Console(quiet=True))
+        shutil.rmtree(settings.stack_dir, ignore_errors=True)
+    assert leftover == []
+    ports = [settings.service_port(s) for s in SERVICES] + [
+        settings.kafka_port,
+        settings.kafka_controller_port,
+        settings.postgres_port,
+        settings.prometheus_port,
+    ]
+    assert [port for port in ports if port_open(port)] == []
+    print(f"`trayecto up` on a new stack directory was ready in {ready_s:.1f}s")

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,46 +19,18 @@ from shared.kafka.admin import delete_topics, list_topics
 from shared.settings import Settings
 from shared.stack.proc import port_open
 from shared.topics import ALL_TOPICS
+from tests.private_stack import private_env, settings_of, stack_processes
 
 PARTS = {"postgres", "kafka", "mail", "prometheus"}
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 @pytest.fixture
 def private_stack() -> Iterator[tuple[Settings, dict[str, str]]]:
-    kafka, controller, pg, prom, smtp = _free_ports(5)
-    base = Settings().stack_dir.parent / f"test-{uuid.uuid4().hex[:8]}"
-    env = {
-        "TRAYECTO_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
-        "TRAYECTO_KAFKA_CONTROLLER_PORT": str(controller),
-        "TRAYECTO_DATABASE_URL": f"postgresql://trayecto@127.0.0.1:{pg}/trayecto",
-        "TRAYECTO_PROMETHEUS_PORT": str(prom),
-        "TRAYECTO_SMTP_URL": f"smtp://127.0.0.1:{smtp}",
-        "TRAYECTO_STACK_DIR": str(base),
-        "TRAYECTO_TOPIC_PARTITIONS": "2",
-    }
-    settings = Settings(
-        kafka_bootstrap=env["TRAYECTO_KAFKA_BOOTSTRAP"],
-        kafka_controller_port=controller,
-        database_url=env["TRAYECTO_DATABASE_URL"],
-        prometheus_port=prom,
-        smtp_url=f"smtp://127.0.0.1:{smtp}",
-        stack_dir=base,
-        topic_partitions=2,
-    )
+    env = private_env()
+    settings = settings_of(env)
     yield settings, env
     _cli(env, "stack", "down")
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(settings.stack_dir, ignore_errors=True)
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,19 +42,6 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
-
-
-def _stack_processes(stack_dir: Path) -> list[str]:
-    """``pid: command line`` of every process running from the stack directory."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(stack_dir) in argv:
-            found.append(f"{cmdline.parent.name}: {argv}")
-    return sorted(found)
 
 
 def _healthy_parts(settings: Settings) -> dict[str, int]:
@@ -129,7 +85,7 @@ def test_stack_up_twice_down_and_up_again(private_stack: tuple[Settings, dict[st
     assert asyncio.run(topic_partitions(settings, ALL_TOPICS)) == dict.fromkeys(ALL_TOPICS, 2)
     assert asyncio.run(_row_count(settings.database_url)) == 0
     asyncio.run(_insert_row(settings.database_url))
-    processes_before = _stack_processes(settings.stack_dir)
+    processes_before = stack_processes(settings.stack_dir)
 
     # Idempotent: the second `up` starts nothing and restarts nothing.
     second = _cli(env, "stack", "up")
@@ -137,11 +93,11 @@ def test_stack_up_twice_down_and_up_again(private_stack: tuple[Settings, dict[st
     for part in PARTS:
         assert f"{part} already running" in second.stdout
     assert _healthy_parts(settings) == pids
-    assert _stack_processes(settings.stack_dir) == processes_before
+    assert stack_processes(settings.stack_dir) == processes_before
 
     down = _cli(env, "stack", "down")
     assert down.returncode == 0, down.stdout + down.stderr
-    assert _stack_processes(settings.stack_dir) == []
+    assert stack_processes(settings.stack_dir) == []
     smtp_port = int(settings.smtp_url.rpartition(":")[2])
     for port in (
         settings.kafka_port,
