@@ -24,14 +24,40 @@ async def _schema(dsn: str) -> list[tuple[str, str, str]]:
         await conn.close()
 
 
+async def _definitions(dsn: str) -> list[str]:
+    """Every index, constraint, function and trigger of the schema, as PostgreSQL prints it."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT indexdef AS d FROM pg_indexes WHERE schemaname = 'public'
+            UNION ALL
+            SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+            FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+            UNION ALL
+            SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+            UNION ALL
+            SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+            ORDER BY 1
+            """
+        )
+        return [r["d"] for r in rows]
+    finally:
+        await conn.close()
+
+
 async def test_migrations_apply_once_and_twice_changes_nothing(fresh_database: str) -> None:
     names = [m.name for m in load_migrations()]
     assert names, "no migration files found"
     assert await migrate(fresh_database) == names
     schema = await _schema(fresh_database)
+    definitions = await _definitions(fresh_database)
     assert ("outbox", "published_at", "timestamp with time zone") in schema
+    assert any("CREATE UNIQUE INDEX" in d for d in definitions)
+    assert any("CHECK" in d for d in definitions)
     assert await migrate(fresh_database) == []
     assert await _schema(fresh_database) == schema
+    assert await _definitions(fresh_database) == definitions
     assert await applied_migrations(fresh_database) == names
 
 
