@@ -111,6 +111,15 @@ def test_compose_runs_each_service_on_its_port_with_known_settings() -> None:
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"
 
 
+def test_compose_runs_the_infrastructure_the_services_need() -> None:
+    services = _compose()["services"]
+    images = {name: str(service.get("image", "")) for name, service in services.items()}
+    kinds = {image.split(":")[0] for image in images.values()}
+    assert {"apache/kafka", "postgres", "prom/prometheus", "grafana/grafana"} <= kinds
+    # Every service's image is the one Trayecto image the Dockerfile builds.
+    assert {images[name] for name in SERVICES} == {"trayecto:latest"}
+
+
 def test_dockerfile_copies_what_exists_and_runs_the_cli() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for source in re.findall(r"^COPY (?!--)(.+) \S+$", text, re.MULTILINE):
