@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
@@ -76,7 +77,13 @@ def parse(model: type[Model], raw: bytes) -> Model:
         raise from_validation_error(exc, _TAGS) from exc
 
 
-async def accept(state: IngestState, source: Source, calls: list[Call]) -> Ok:
+async def accept(
+    state: IngestState,
+    source: Source,
+    calls: list[Call],
+    *,
+    keep_until: datetime | None = None,
+) -> Ok:
     wait = state.limiter.take(source.id, source.rate_limit, len(calls))
     if wait > 0:
         raise ApiError(
@@ -85,7 +92,7 @@ async def accept(state: IngestState, source: Source, calls: list[Call]) -> Ok:
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
     try:
-        accepted = await state.ingestor.accept(source, calls)
+        accepted = await state.ingestor.accept(source, calls, keep_until=keep_until)
     except KafkaUnavailable as exc:
         raise ApiError(
             503,

@@ -3,8 +3,8 @@
 Each link carries signed :class:`~shared.tracking.LinkClaims`. A genuine, unexpired
 token becomes one Segment track call from the built-in ``tracking`` source, through
 the same pipeline as ``/v1/track``: 503 while Kafka is down, messageId dedupe (links
-that count once use a deterministic messageId). A forged (403) or expired (410) token
-publishes nothing.
+that count once use a deterministic messageId, remembered until the link expires). A
+forged (403) or expired (410) token publishes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 from string import Template
 from typing import Annotated, Any, Literal
@@ -210,7 +211,11 @@ class Hit:
             properties=properties,
             context={"userAgent": self.user_agent[:500]} if self.user_agent else {},
         )
-        return await accept(self.state, await self.links.source(), [track])
+        # A messageId that counts once is remembered for as long as the link works, not
+        # only for the dedupe window: a replay of it months later is still a duplicate.
+        keep_until = datetime.fromtimestamp(claims.expires_at, UTC) if message_id else None
+        source = await self.links.source()
+        return await accept(self.state, source, [track], keep_until=keep_until)
 
 
 async def _hit(

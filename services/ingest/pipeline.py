@@ -52,6 +52,7 @@ class _Request:
     calls: Sequence[Call]
     message_ids: list[str]
     received: normalise.Received
+    keep_until: datetime | None = None
 
 
 class Ingestor:
@@ -78,8 +79,18 @@ class Ingestor:
         )
 
     async def accept(
-        self, source: Source, calls: Sequence[Call], received_at: datetime | None = None
+        self,
+        source: Source,
+        calls: Sequence[Call],
+        received_at: datetime | None = None,
+        *,
+        keep_until: datetime | None = None,
     ) -> Accepted:
+        """Publish the calls not seen yet (by messageId) once Kafka acknowledged them.
+
+        ``keep_until``: remember these messageIds at least until then, beyond the dedupe
+        window (a tracking link's event that counts once, for as long as the link works).
+        """
         received = normalise.Received(
             source=source.name,
             source_id=source.id,
@@ -90,12 +101,14 @@ class Ingestor:
         # A request cancelled while it waits (the client went away) may still be committed
         # with its group; one cancelled while it commits rolls back. Either way a retry
         # with the same messageIds is safe.
-        return await self._groups.submit(_Request(source, calls, message_ids, received))
+        return await self._groups.submit(_Request(source, calls, message_ids, received, keep_until))
 
     async def _commit(self, group: Sequence[_Request]) -> list[Accepted]:
         """One transaction and one Kafka send for the group; each request's counts."""
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await self._claim(conn, group)
+            if any(request.keep_until for request in group):
+                await self._keep(conn, group)
             todo: list[list[tuple[Call, str]]] = []
             for request in group:
                 mine: list[tuple[Call, str]] = []
@@ -146,6 +159,42 @@ class Ingestor:
         )
         return {(row["source_id"], row["message_id"]) for row in rows}
 
+    async def _keep(self, conn: Connection, group: Sequence[_Request]) -> None:
+        """Extend the kept messageIds' keep_until to the latest asked for, new or seen.
+
+        A separate statement, so the claim of plain messageIds stays as it is. The rows
+        are locked in key order, as the claim does: two groups extending the same rows
+        never deadlock.
+        """
+        kept = [
+            (request.source.id, mid, request.keep_until)
+            for request in group
+            if request.keep_until
+            for mid in request.message_ids
+        ]
+        await conn.execute(
+            """
+            WITH asked AS (
+                SELECT s, m, max(k) AS k
+                FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS q(s, m, k)
+                GROUP BY s, m
+            ), due AS (
+                SELECT i.source_id, i.message_id, asked.k
+                FROM ingest_messages i
+                    JOIN asked ON i.source_id = asked.s AND i.message_id = asked.m
+                WHERE i.keep_until IS NULL OR i.keep_until < asked.k
+                ORDER BY i.source_id, i.message_id
+                FOR UPDATE OF i
+            )
+            UPDATE ingest_messages i SET keep_until = due.k
+            FROM due
+            WHERE i.source_id = due.source_id AND i.message_id = due.message_id
+            """,
+            [s for s, _, _ in kept],
+            [m for _, m, _ in kept],
+            [k for _, _, k in kept],
+        )
+
     async def _stitch(self, conn: Connection, calls: Sequence[Call]) -> dict[str, str]:
         """Record the links these calls make, then resolve every anonymous id they use."""
         new_links: dict[str, str] = {}
@@ -194,9 +243,12 @@ class Ingestor:
                 del self._links[anonymous]
 
     async def forget_old_messages(self) -> int:
-        """Drop messageIds older than the dedupe window; returns how many."""
+        """Drop messageIds older than the dedupe window and past any keep_until; returns
+        how many."""
         status = await self._pool.execute(
-            "DELETE FROM ingest_messages WHERE received_at < now() - $1::interval",
+            # Two arms, each served by its partial index (see migration 0013).
+            "DELETE FROM ingest_messages WHERE received_at < now() - $1::interval"
+            " AND (keep_until IS NULL OR keep_until < now())",
             self._dedupe_window,
         )
         return int(status.rpartition(" ")[2])

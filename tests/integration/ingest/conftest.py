@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.ingest import create_app
 from services.ingest.sources import add_source
@@ -46,10 +46,23 @@ class Ingest:
         """Everything on the topic, once at least ``expected`` messages are there."""
         return await read_topic(self.settings, self.topic, expected, timeout_s)
 
+    async def records(
+        self, expected: int, timeout_s: float = 10.0
+    ) -> list[tuple[bytes | None, WireMessage]]:
+        """Like :meth:`messages`, each with its Kafka record key."""
+        return await read_records(self.settings, self.topic, expected, timeout_s)
+
 
 async def read_topic(
     settings: Settings, topic: str, expected: int, timeout_s: float = 10.0
 ) -> list[WireMessage]:
+    return [message for _, message in await read_records(settings, topic, expected, timeout_s)]
+
+
+async def read_records(
+    settings: Settings, topic: str, expected: int, timeout_s: float = 10.0
+) -> list[tuple[bytes | None, WireMessage]]:
+    """(Kafka key, message) of everything on the topic, once at least ``expected`` are."""
     count = (await topic_partitions(settings, [topic]))[topic]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
@@ -61,21 +74,21 @@ async def read_topic(
         partitions = [TopicPartition(topic, p) for p in range(count)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        found: list[WireMessage] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
+        found: list[tuple[bytes | None, WireMessage]] = []
+
+        def take(batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
             for records in batches.values():
                 for r in records:
                     headers = {k: v.decode() for k, v in r.headers}
-                    found.append(decode(r.value or b"", headers))
+                    found.append((r.key, decode(r.value or b"", headers)))
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            take(await consumer.getmany(timeout_ms=200))
             if len(found) >= expected:
                 # Give anything unexpected (a duplicate) a moment to show up too.
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for r in records:
-                        found.append(decode(r.value or b"", {k: v.decode() for k, v in r.headers}))
+                take(await consumer.getmany(timeout_ms=500))
                 return found
         return found
     finally:

@@ -86,12 +86,24 @@ async def test_identify_stitches_later_anonymous_events_to_the_user(ingest: Inge
     await ingest.post("/v1/identify", {"anonymousId": anon, "userId": "intruder"})
     later = await ingest.post("/v1/track", {"anonymousId": anon, "event": "PDF Downloaded"})
     assert all(r.status_code == 200 for r in (before, linked, after, later))
-    events = await ingest.messages(5)
-    touchpoints = [e for e in events if isinstance(e, TouchpointEvent)]
-    assert {e.name: e.prospect_id for e in touchpoints} == {
+    records = await ingest.records(5)
+    assert len(records) == 5
+    touchpoints = [(key, e) for key, e in records if isinstance(e, TouchpointEvent)]
+    assert {e.name: e.prospect_id for _, e in touchpoints} == {
         "Landing": anon,
         "Video Progress": "lead-7",
         "PDF Downloaded": "lead-7",
+    }
+    # Keyed by the prospect they reach, so the user's consumer gets them in order.
+    assert {e.name: key for key, e in touchpoints} == {
+        "Landing": anon.encode(),
+        "Video Progress": b"lead-7",
+        "PDF Downloaded": b"lead-7",
+    }
+    identifies = [(key, e) for key, e in records if isinstance(e, IdentifyEvent)]
+    assert {(key, e.prospect_id, e.anonymous_id) for key, e in identifies} == {
+        (b"lead-7", "lead-7", anon),
+        (b"intruder", "intruder", anon),
     }
 
 
@@ -147,7 +159,8 @@ async def test_error_statuses(ingest: Ingest) -> None:
 
 
 async def test_gzip_bodies_are_accepted(ingest: Ingest) -> None:
-    body = gzip.compress(json.dumps(_track("gz")).encode())
+    track = _track("gz", properties={"form": "gzipped"})
+    body = gzip.compress(json.dumps(track).encode())
     response = await ingest.client.post(
         "/v1/track",
         content=body,
@@ -155,6 +168,18 @@ async def test_gzip_bodies_are_accepted(ingest: Ingest) -> None:
         auth=(ingest.write_key, ""),
     )
     assert response.status_code == 200, response.text
+    assert response.json() == {"success": True, "published": 1, "duplicates": 0}
+    [(key, event)] = await ingest.records(1)
+    assert isinstance(event, TouchpointEvent)
+    assert key == b"gz"
+    assert (event.prospect_id, event.name, event.message_id) == (
+        "gz",
+        "Form Submitted",
+        track["messageId"],
+    )
+    assert event.type is TouchpointType.FORM_SUBMITTED
+    assert event.source == "test-source"
+    assert event.properties == {"form": "gzipped"}
 
 
 async def test_revoked_key_is_refused(ingest: Ingest) -> None:

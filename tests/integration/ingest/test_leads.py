@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import pty
 import re
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ import asyncpg
 import httpx
 
 from services.ingest import create_app
-from services.ingest.sources import add_source, revoke_source
+from services.ingest.sources import SourceAuth, add_source, revoke_source
+from shared.cli.import_cmd import Lead, _publish, validate_row
 from shared.contract import Channel, IdentifyEvent, TouchpointEvent, TouchpointType
-from shared.db import migrate
+from shared.db import create_pool, migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 
@@ -348,3 +351,97 @@ async def test_import_dry_run_and_refusals(ingest: Ingest, tmp_path: Path) -> No
     assert missing == 1
     assert "no 'email' column" in err
     assert await ingest.messages(1, timeout_s=2) == []
+
+
+async def test_import_is_paced_to_the_rate(ingest: Ingest) -> None:
+    leads = [validate_row("test-source", n, {"email": f"pace-{n}@example.es"}) for n in range(20)]
+    assert all(isinstance(lead, Lead) for lead in leads)
+    pool = await create_pool(ingest.settings)
+    try:
+        source = await SourceAuth(pool).by_write_key(ingest.write_key)
+        assert source is not None
+        advanced: list[tuple[float, int]] = []
+        started = time.monotonic()
+        counts = await _publish(
+            ingest.settings,
+            pool,
+            source,
+            [lead for lead in leads if isinstance(lead, Lead)],
+            file_name="pace.csv",
+            rate=10,
+            topic=ingest.topic,
+            advance=lambda rows: advanced.append((time.monotonic() - started, rows)),
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        await pool.close()
+    assert counts == (20, 0)
+    # 10 rows/s: a chunk of 10 rows a second, the second one not before a second passed.
+    assert [rows for _, rows in advanced] == [10, 10]
+    assert advanced[1][0] >= 0.95, advanced
+    assert elapsed >= 1.9, elapsed
+    assert len(await ingest.messages(40)) == 40
+
+
+ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07)")
+
+
+async def test_import_shows_a_live_progress_bar_on_a_terminal(
+    ingest: Ingest, tmp_path: Path
+) -> None:
+    await _source(ingest, "crm-tty")
+    path = tmp_path / "tty.csv"
+    path.write_text("email\n" + "".join(f"tty-{n}@example.es\n" for n in range(20)))
+    env = {
+        **os.environ,
+        "TRAYECTO_DATABASE_URL": ingest.dsn,
+        "TRAYECTO_KAFKA_BOOTSTRAP": ingest.settings.kafka_bootstrap,
+        "COLUMNS": "120",
+        "TERM": "xterm-256color",
+    }
+    for variable in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        env.pop(variable, None)
+    terminal, tty = pty.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            str(TRAYECTO),
+            "import",
+            str(path),
+            "--source",
+            "crm-tty",
+            "--rate",
+            "10",
+            "--topic",
+            ingest.topic,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=tty,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(tty)
+
+    def read_screen() -> bytes:
+        screen = b""
+        while True:
+            try:
+                data = os.read(terminal, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                return screen
+            if not data:
+                return screen
+            screen += data
+
+    try:
+        screen = await asyncio.wait_for(asyncio.to_thread(read_screen), 60)
+        _, err = await asyncio.wait_for(process.communicate(), 10)
+    finally:
+        os.close(terminal)
+    assert process.returncode == 0, err.decode()
+    raw = screen.decode()
+    assert "\x1b[?25l" in raw  # a live display: the cursor is hidden while it updates
+    text = ANSI.sub("", raw)
+    # The bar was drawn while the import waited for its rate, and again at the end.
+    assert re.search(r"importing [━╸╺]+\s+10/20 ", text), text
+    assert re.search(r"importing ━+\s+20/20 ", text), text
+    assert _counts(text.replace("\r", "")) == {"imported": 20, "duplicates": 0, "rejected": 0}
