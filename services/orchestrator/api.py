@@ -58,7 +58,8 @@ async def prospect(
             raise ApiError(404, f"no prospect {prospect_id!r} (no event for it was processed yet)")
         history = await conn.fetch(
             "SELECT journey, journey_version, run_id, reason, from_stage, to_stage, step, variant,"
-            " occurred_at FROM journey_history WHERE prospect_id = $1 ORDER BY occurred_at, id",
+            " send_outcome, held_by, deferred_until, exit_reason, occurred_at"
+            " FROM journey_history WHERE prospect_id = $1 ORDER BY occurred_at, id",
             prospect_id,
         )
         timeline = await conn.fetch(
@@ -81,6 +82,8 @@ async def prospect(
             {
                 "journey": run.journey,
                 "version": run.version,
+                "run_id": str(run.run_id),
+                "number": run.number,
                 "persona": run.persona,
                 "status": run.status,
                 "stage": run.stage,
@@ -88,13 +91,20 @@ async def prospect(
                 "entered_at": run.entered_at.isoformat(),
                 "stage_entered_at": _iso(run.stage_entered_at),
                 "waiting_until": _iso(run.waiting.due_at) if run.waiting else None,
+                "waiting_for": run.waiting.kind if run.waiting else None,
                 "variants": run.variants,
+                "skipped": run.skipped,
                 "exit_reason": run.exit_reason,
             }
             for run in state.runs.values()
         ],
         "history": [
-            {**dict(h), "run_id": str(h["run_id"]), "occurred_at": h["occurred_at"].isoformat()}
+            {
+                **dict(h),
+                "run_id": str(h["run_id"]),
+                "deferred_until": _iso(h["deferred_until"]),
+                "occurred_at": h["occurred_at"].isoformat(),
+            }
             for h in history
         ],
         "timeline": [

@@ -3,9 +3,10 @@
 In the transaction: drop event ids already processed, lock the batch's prospects,
 run the engine on each input in order, then write states, timers, history, timeline
 and the outbox rows (delivery commands, transitions, dead letters). Nothing is
-published here: the relay publishes the outbox after the commit, and only then are
-Kafka offsets committed. A redelivered batch is a no-op; a crash anywhere before the
-commit leaves no trace.
+published here: the relay publishes the outbox after the commit (see ``runtime``: the
+Kafka offsets may be committed before the relay finishes, since the rows are durable
+and a relay loop publishes whatever is left). A redelivered batch is a no-op; a crash
+anywhere before the commit leaves no trace.
 """
 
 from __future__ import annotations
@@ -226,10 +227,12 @@ class Processor:
         await conn.execute(
             """
             INSERT INTO journey_history (event_id, prospect_id, journey, journey_version, persona,
-                run_id, reason, from_stage, to_stage, step, variant, cause_event_id, occurred_at)
+                run_id, reason, from_stage, to_stage, step, variant, cause_event_id, occurred_at,
+                send_outcome, held_by, deferred_until, exit_reason)
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
                 $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                $12::uuid[], $13::timestamptz[])
+                $12::uuid[], $13::timestamptz[], $14::text[], $15::text[], $16::timestamptz[],
+                $17::text[])
             ON CONFLICT (event_id) DO NOTHING
             """,
             *_columns([_history_row(t) for t in transitions]),
@@ -268,6 +271,7 @@ def _history_row(t: StageTransition) -> tuple[Any, ...]:
     return (
         t.event_id, t.prospect_id, t.journey, t.journey_version, t.persona, t.run_id, t.reason,
         t.from_stage, t.to_stage, t.step, t.variant, t.cause_event_id, t.occurred_at,
+        t.send_outcome, t.held_by, t.deferred_until, t.exit_reason,
     )  # fmt: skip
 
 

@@ -2,8 +2,12 @@
 
 Offsets are committed only after the batch's transaction committed and its outbox rows
 were handed to the relay, so a crash at any point redelivers events that the
-``processed_events`` dedupe turns into no-ops. Several instances share the work through
-the consumer group; a rebalance only moves partitions, the same protocol holds.
+``processed_events`` dedupe turns into no-ops. The relay of a batch may finish after its
+offsets are committed (it overlaps the next batch): safe, because its rows were committed
+to the outbox with the state, and a crash before they are marked published leaves them
+to the relay loop (``outbox.relay_forever``), which publishes unpublished rows in order.
+Several instances share the work through the consumer group; a rebalance only moves
+partitions, the same protocol holds.
 """
 
 from __future__ import annotations

@@ -116,7 +116,10 @@ class StageTransition(WireMessage):
     step: str | None = None
     variant: str | None = None
     cause_event_id: UUID | None = None
-    reason: Literal["entered", "advanced", "step", "exited", "goal"] = "step"
+    reason: Literal["entered", "advanced", "step", "exited", "goal", "retried"] = Field(
+        "step",
+        description="retried: a deferred send checked again when its timer fired (same stage)",
+    )
     occurred_at: Timestamp
     run_entered_at: Timestamp | None = Field(
         None, description="When the run entered the journey (time to each stage)"
@@ -126,6 +129,18 @@ class StageTransition(WireMessage):
     )
     variants: dict[str, str] = Field(
         default_factory=dict, description="Split or send step → variant assigned so far in the run"
+    )
+    send_outcome: Literal["sent", "deferred", "skipped"] | None = Field(
+        None, description="On a send step (reasons step and retried): what the send did"
+    )
+    held_by: Literal["suppressed", "quiet_hours", "frequency_cap"] | None = Field(
+        None, description="Why a send was deferred or skipped: the policy that held it back"
+    )
+    deferred_until: Timestamp | None = Field(
+        None, description="When a deferred send is checked again"
+    )
+    exit_reason: str | None = Field(
+        None, max_length=200, description="Why the run exited (reason exited)"
     )
 
 

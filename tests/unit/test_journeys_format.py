@@ -172,12 +172,12 @@ def test_it_manager_has_the_video_decision_tree() -> None:
     cases = [
         ([(c.subject, c.operator) for c in compares(case.when)], case.next) for case in depth.branch
     ]
+    # Cases in order: the first that holds wins, so "gt 0" means part-way (below 100).
     assert cases == [
-        ([(("fact", "video_max_percent"), ("eq", 0))], "video-reinvite"),
-        ([(("fact", "video_max_percent"), ("in", [25, 50, 75]))], "pdf-summary"),
         ([(("fact", "video_max_percent"), ("gte", 100))], "webinar-invite"),
+        ([(("fact", "video_max_percent"), ("gt", 0))], "pdf-summary"),
     ]
-    assert depth.else_ == "video-reinvite"  # no progress at all: not watched either
+    assert depth.else_ == "video-reinvite"  # 0 % or no progress at all: not watched
 
     reinvite = step(journey, "video-reinvite")
     assert isinstance(reinvite, SendStep)
@@ -328,6 +328,25 @@ def test_validate_reports_good_and_broken_files_together(tmp_path: Path) -> None
     assert code == 1
     assert f"{SEEDS[0]}: ok" in output
     assert problems
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param("journey: broken\ntitle: [unclosed\nsteps: []\n", 3, id="unclosed flow"),
+        pytest.param("journey: broken\ntitle: x\n  persona: y\n", 3, id="bad indentation"),
+        pytest.param("journey: broken\nsteps:\n  - id: a\n\tsend: {}\n", 4, id="tab"),
+    ],
+)
+def test_validate_reports_a_yaml_syntax_error_with_its_file_and_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    broken = tmp_path / "syntax.yaml"
+    broken.write_text(text)
+    code, problems, output = validate(broken)
+    assert code == 1
+    assert f"{broken}:{line}: (file): not valid YAML" in output, output
+    assert problems == [(str(broken), line, "(file)", problems[0][3])]
 
 
 HEADER = """\

@@ -8,8 +8,9 @@ prospect, journey and step, so they are the same on every run). For each input:
    suppresses its channel (``properties.channel``, else the event's channel).
 2. Every journey, by id. With no active run, a touchpoint may start one: the live
    version's entry event matches, ``entry.when`` and the persona hold, and ``reentry``
-   allows it (``never``: one run ever; ``after_exit`` and ``always``: again once the
-   last run exited; never two active runs). With an active run, the goals the event
+   allows it (``never``: one run ever; ``after_exit``: again once the last run exited;
+   ``always``: also while a run is active, which then exits with reason ``reentered``
+   and the new run starts: never two active runs). With an active run, the goals the event
    reaches move its stage, then the input may resume it: its own timer (any other is
    stale and ignored), or the event its wait_for awaits (the timeout timer is then
    cancelled). A run executes step after step until it pauses or exits; more than
@@ -19,14 +20,16 @@ Transitions (``reason``): ``entered`` (to the start stage); ``step`` for every s
 entered (``from_stage``/``to_stage``: the stage before and after the step's map stage;
 ``variant``: the split arm or content variant); ``advanced`` when a step's map stage
 moves the run; ``goal`` when a goal does (no step); ``exited`` (``from_stage``: the
-last stage, ``to_stage`` empty). Stages move forward only, unless ``allow_backward``.
+last stage, ``to_stage`` empty, ``exit_reason``). Stages move forward only, unless
+``allow_backward``.
 
-A send that a policy holds back is still a ``step`` transition. Skipped (suppressed
-channel, or quiet hours / frequency cap with ``skip``): no command, and the run's
-``skipped`` records why. Deferred: the run waits (``deferred_send``) until the quiet
-hours end or the cap (counting the sends of every journey) frees a send, then checks
-again. Quiet hours are local to the prospect (time zone trait, else
-``default_timezone``; an unknown zone counts as none).
+A send step's transition says what the send did (``send_outcome``: sent, deferred or
+skipped; ``held_by``: the policy; ``deferred_until``). Skipped (suppressed channel, or
+quiet hours / frequency cap with ``skip``): no command, and the run's ``skipped`` records
+why. Deferred: the run waits (``deferred_send``) until the quiet hours end or the cap
+(counting the sends of every journey) frees a send, then checks again: a ``retried``
+transition (same stage) with the new outcome. Quiet hours are local to the prospect
+(time zone trait, else ``default_timezone``; an unknown zone counts as none).
 
 A journey absent from ``live`` takes no new entries; runs continue on the version they
 started on, as long as ``journeys`` still holds it, unless that version was retired with
@@ -52,6 +55,8 @@ from .turn import Turn, stable_id
 
 Catalogue = Mapping[str, Mapping[int, CompiledJourney]]
 _CHANNELS = frozenset(c.value for c in Channel)
+_AFTER_EXIT = frozenset({"after_exit", "always"})
+_WHILE_ACTIVE = frozenset({"always"})
 
 
 def decide(
@@ -82,9 +87,16 @@ def decide(
     for journey_id in sorted(set(runs) | set(live)):
         previous = runs.get(journey_id)
         if previous is None or previous.status != "active":
-            started = _enter(turn, journeys, live, journey_id, previous)
-            if started is not None:
-                runs[journey_id] = started
+            again = None if previous is None else _AFTER_EXIT
+            if (entering := _entering(turn, journeys, live, journey_id, again)) is not None:
+                runs[journey_id] = _start(turn, entering, previous)
+            continue
+        if (entering := _entering(turn, journeys, live, journey_id, _WHILE_ACTIVE)) is not None:
+            # The entry event again while a run is active: that run ends, a new one starts.
+            if previous.waiting is not None:
+                turn.cancelled.append(previous.waiting.timer_id)
+            ended = exit_run(turn, previous, "reentered")
+            runs[journey_id] = _start(turn, entering, ended)
             continue
         compiled = journeys.get(journey_id, {}).get(previous.version)
         if compiled is not None and compiled.exit_on_retire:
@@ -129,21 +141,24 @@ def _absorb(turn: Turn, event: Input) -> None:
             turn.suppressed.append(channel)
 
 
-def _enter(
+def _entering(
     turn: Turn,
     journeys: Catalogue,
     live: Mapping[str, int],
     journey_id: str,
-    previous: RunState | None,
-) -> RunState | None:
-    """A new run when the input is the live version's entry event for this prospect."""
+    again: frozenset[str] | None,
+) -> CompiledJourney | None:
+    """The live version when the input is its entry event for this prospect, else None.
+
+    ``again``: the re-entry policies that let the prospect in again (None: a first run).
+    """
     event = turn.event
     version = live.get(journey_id)
     compiled = journeys.get(journey_id, {}).get(version) if version is not None else None
     if compiled is None or not isinstance(event, TouchpointEvent):
         return None
     entry = compiled.journey.entry
-    if previous is not None and entry.reentry == "never":
+    if again is not None and entry.reentry not in again:
         return None
     if not event_matches(entry.event, event):
         return None
@@ -152,10 +167,15 @@ def _enter(
         facts = turn.conditions()
         if not (compiled.entry(facts) and compiled.persona(facts)):
             return None
+    return compiled
+
+
+def _start(turn: Turn, compiled: CompiledJourney, previous: RunState | None) -> RunState:
+    """A new run of ``compiled`` (the prospect's first, or the one after ``previous``)."""
     number = previous.number + 1 if previous is not None else 1
     run = RunState(
-        run_id=stable_id(turn.prospect_id, journey_id, number),
-        journey=journey_id,
+        run_id=stable_id(turn.prospect_id, compiled.id, number),
+        journey=compiled.id,
         version=compiled.version,
         persona=compiled.journey.persona.id,
         stage=compiled.first_stage,

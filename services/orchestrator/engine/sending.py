@@ -3,7 +3,6 @@ delivery command with a deterministic id."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import JsonValue
@@ -16,19 +15,21 @@ from ..journey.model import SendStep
 from . import timing
 from .compiled import CompiledJourney
 from .state import RunState
-from .turn import Turn, stable_id
+from .turn import SENT, SendOutcome, Turn, stable_id
 
 
 def send(
-    turn: Turn, c: CompiledJourney, run: RunState, step: SendStep
+    turn: Turn, c: CompiledJourney, run: RunState, step: SendStep, outcome: SendOutcome
 ) -> tuple[RunState, str | None]:
-    """Send, skip or defer; returns the run and the step to go to next (None if paused)."""
+    """Send, skip or defer as ``outcome`` (from :func:`check`) says; returns the run and
+    the step to go to next (None if paused)."""
     after = step.next or c.following(step.id)
-    hold = _hold(turn, c, step)
-    if isinstance(hold, str):
-        return replace(run, {"skipped": {**run.skipped, step.id: hold}}), after
-    if hold is not None:
-        return turn.pause(run, step.id, hold, "deferred_send"), None
+    if outcome.status == "skipped":
+        assert outcome.held_by is not None
+        return replace(run, {"skipped": {**run.skipped, step.id: outcome.held_by}}), after
+    if outcome.status == "deferred":
+        assert outcome.until is not None
+        return turn.pause(run, step.id, outcome.until, "deferred_send"), None
     action = step.send
     variant = run.variants.get(step.id)
     chosen = next((v for v in action.variants if v.name == variant), None)
@@ -68,24 +69,26 @@ def send(
     return run, after
 
 
-def _hold(turn: Turn, c: CompiledJourney, step: SendStep) -> str | datetime | None:
-    """Why not send now: a reason to skip, a time to defer to, or None (send now)."""
+def check(turn: Turn, c: CompiledJourney, step: SendStep) -> SendOutcome:
+    """Whether the policies let the send go now; a deferral waits for the later of the
+    quiet hours' end and the cap's next free send, and names the policy that sets it."""
     if step.send.channel.value in turn.suppressed:
-        return "suppressed"
+        return SendOutcome("skipped", "suppressed")
     policies = c.journey.policies
-    until: datetime | None = None
+    outcome = SENT
     if (quiet := policies.quiet_hours) and (
         end := timing.quiet_until(turn.now, timing.zone_of(turn.traits, policies), quiet)
     ):
         if quiet.when_quiet == "skip":
-            return "quiet_hours"
-        until = end
+            return SendOutcome("skipped", "quiet_hours")
+        outcome = SendOutcome("deferred", "quiet_hours", end)
     cap = policies.frequency_cap
     if cap and (free := timing.capped_until(turn.now, turn.sends, cap)):
         if cap.when_capped == "skip":
-            return "frequency_cap"
-        until = max(until or free, free)
-    return until
+            return SendOutcome("skipped", "frequency_cap")
+        if outcome.until is None or free > outcome.until:
+            outcome = SendOutcome("deferred", "frequency_cap", free)
+    return outcome
 
 
 def _locale(value: Any, default: str) -> str:

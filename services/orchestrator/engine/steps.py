@@ -21,9 +21,9 @@ from ..journey.model import (
 from . import timing
 from .compiled import CompiledJourney
 from .facts import add_score
-from .sending import send
+from .sending import check, send
 from .state import RunState
-from .turn import Reason, Turn, weighted_choice
+from .turn import Reason, SendOutcome, Turn, weighted_choice
 
 MAX_STEPS = 200
 """Steps one run may take on one input before it exits with reason ``loop_limit``."""
@@ -37,8 +37,10 @@ def run_from(turn: Turn, c: CompiledJourney, run: RunState, step_id: str | None)
             return exit_run(turn, run, "loop_limit")
         taken += 1
         step = c.steps[step_id]
-        run = _enter(turn, c, run, step)
-        run, step_id = _execute(turn, c, run, step)
+        # A send's policy check comes first: its step transition says what it did.
+        outcome = check(turn, c, step) if isinstance(step, SendStep) else None
+        run = _enter(turn, c, run, step, outcome)
+        run, step_id = _execute(turn, c, run, step, outcome)
         if run.waiting is not None or run.status == "exited":
             return run
     return exit_run(turn, run, "completed")
@@ -52,18 +54,26 @@ def move_stage(
 
 
 def exit_run(turn: Turn, run: RunState, reason: str) -> RunState:
-    turn.emit(run, "exited", run.stage, None, run.step)
+    turn.emit(run, "exited", run.stage, None, run.step, exit_reason=reason)
     update = {"status": "exited", "waiting": None, "exit_reason": reason, "exited_at": turn.now}
     return replace(run, update)
 
 
 def retry_send(turn: Turn, c: CompiledJourney, run: RunState, step: SendStep) -> RunState:
-    """A deferred send whose timer fired: check the policies again, then go on."""
-    run, after = send(turn, c, replace(run, {"waiting": None}), step)
+    """A deferred send whose timer fired: check the policies again, then go on.
+
+    The check is a ``retried`` transition (the same stage): the history shows whether
+    the send went, was deferred again or skipped."""
+    run = replace(run, {"waiting": None})
+    outcome = check(turn, c, step)
+    turn.emit(run, "retried", run.stage, run.stage, step.id, run.variants.get(step.id), outcome)
+    run, after = send(turn, c, run, step, outcome)
     return run if run.waiting is not None else run_from(turn, c, run, after)
 
 
-def _enter(turn: Turn, c: CompiledJourney, run: RunState, step: Step) -> RunState:
+def _enter(
+    turn: Turn, c: CompiledJourney, run: RunState, step: Step, outcome: SendOutcome | None
+) -> RunState:
     visits = {**run.visits, step.id: run.visits.get(step.id, 0) + 1}
     update: dict[str, Any] = {"step": step.id, "step_entered_at": turn.now, "visits": visits}
     variant = _variant(turn, c, step)
@@ -72,7 +82,7 @@ def _enter(turn: Turn, c: CompiledJourney, run: RunState, step: Step) -> RunStat
     run = replace(run, update)
     before, stage = run.stage, step.map.stage
     after = stage if stage is not None and c.moves(before, stage) else before
-    turn.emit(run, "step", before, after, step.id, variant)
+    turn.emit(run, "step", before, after, step.id, variant, outcome)
     return move_stage(turn, run, after, "advanced", step.id) if after != before else run
 
 
@@ -89,11 +99,12 @@ def _variant(turn: Turn, c: CompiledJourney, step: Step) -> str | None:
 
 
 def _execute(
-    turn: Turn, c: CompiledJourney, run: RunState, step: Step
+    turn: Turn, c: CompiledJourney, run: RunState, step: Step, outcome: SendOutcome | None
 ) -> tuple[RunState, str | None]:
     """Run one step; returns the run and the step to go to next."""
     if isinstance(step, SendStep):
-        return send(turn, c, run, step)
+        assert outcome is not None
+        return send(turn, c, run, step, outcome)
     if isinstance(step, WaitStep):
         if isinstance(step.wait, timedelta):
             due = turn.now + step.wait

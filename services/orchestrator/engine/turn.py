@@ -21,8 +21,22 @@ from .state import Input, RunState, TimerRequest, Waiting
 NAMESPACE = UUID("84e8f16e-4a0f-4c65-922c-d88fa2506c43")
 _IDS = Namespace(NAMESPACE)
 
-Reason = Literal["entered", "advanced", "step", "exited", "goal"]
+Reason = Literal["entered", "advanced", "step", "exited", "goal", "retried"]
 Pause = Literal["wait", "wait_for", "deferred_send"]
+HeldBy = Literal["suppressed", "quiet_hours", "frequency_cap"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What a send step does now: send, or a policy holds it back (skipped, or deferred
+    until ``until``). Its transition carries it, so the history shows every hold."""
+
+    status: Literal["sent", "deferred", "skipped"]
+    held_by: HeldBy | None = None
+    until: datetime | None = None
+
+
+SENT = SendOutcome("sent")
 
 
 def stable_id(*parts: object) -> UUID:
@@ -79,6 +93,8 @@ class Turn:
         to_stage: str | None,
         step: str | None = None,
         variant: str | None = None,
+        outcome: SendOutcome | None = None,
+        exit_reason: str | None = None,
     ) -> None:
         # Every field is the engine's own (ids, stages, the turn's UTC clock): validating
         # them again, or pydantic's model_construct, cost more than deciding.
@@ -104,6 +120,10 @@ class Turn:
                     "run_entered_at": run.entered_at,
                     "stage_entered_at": run.stage_entered_at,
                     "variants": dict(run.variants),
+                    "send_outcome": outcome.status if outcome else None,
+                    "held_by": outcome.held_by if outcome else None,
+                    "deferred_until": outcome.until if outcome else None,
+                    "exit_reason": exit_reason,
                 },
             )
         )

@@ -139,6 +139,30 @@ async def test_every_step_type_and_the_video_tree(start_orchestrator: Start) -> 
     assert full_state["journeys"][0]["variants"]["ab"] in {"a", "b"}
     assert full_state["journeys"][0]["exit_reason"] == "completed"
     assert full_state["pending_timers"] == []
+    # The history: every step entered, in order, with the split's variant on its own.
+    history = full_state["history"]
+    assert {h["run_id"] for h in history} == {full_state["journeys"][0]["run_id"]}
+    entered_steps = [(h["step"], h["variant"]) for h in history if h["reason"] == "step"]
+    assert [step for step, _ in entered_steps] == [
+        "welcome", "pause", "video", "watch", "webinar", "ab", "score", "enough",
+        "again", "back", "ab", "score", "enough", "done",
+    ]  # fmt: skip
+    variant = full_state["journeys"][0]["variants"]["ab"]
+    assert [v for step, v in entered_steps if step == "ab"] == [variant, variant]
+    assert all(v is None for step, v in entered_steps if step != "ab")
+    sends = {h["step"]: h["send_outcome"] for h in history if h["send_outcome"] is not None}
+    assert sends == {"welcome": "sent", "video": "sent", "webinar": "sent"}
+    [entered] = [h for h in history if h["reason"] == "entered"]
+    assert (entered["from_stage"], entered["to_stage"]) == (None, "visitor")
+    stages = [(h["reason"], h["to_stage"]) for h in history if h["reason"] in ("advanced", "goal")]
+    assert stages == [("advanced", "prospect"), ("goal", "customer")]
+    [exited] = [h for h in history if h["reason"] == "exited"]
+    assert (exited["step"], exited["exit_reason"]) == ("done", "completed")
+    # The current step of a finished run is where it ended.
+    assert full_state["journeys"][0]["step"] == "done"
+    unknown = await o.client.get(f"/v1/prospects/nobody-{run}")
+    assert unknown.status_code == 404
+    assert f"nobody-{run}" in unknown.text
 
     transitions = [
         m for m in await o.messages(o.topics.transitions, 10) if isinstance(m, StageTransition)
@@ -179,6 +203,8 @@ async def test_retiring_a_version_with_exit_takes_its_prospects_out(
         return answer.status_code == 200 and bool(answer.json()["pending_timers"])
 
     await o.wait_for(waiting, what="the prospect to wait")
+    [paused] = (await o.client.get(f"/v1/prospects/{prospect}")).json()["journeys"]
+    assert (paused["status"], paused["step"], paused["waiting_for"]) == ("active", "pause", "wait")
     conn = await asyncpg.connect(o.dsn)
     try:
         await retire(conn, "long-wait", 1, "exit")

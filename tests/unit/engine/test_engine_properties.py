@@ -18,7 +18,7 @@ from services.orchestrator.engine import (
     ProspectState,
     TimerRequest,
 )
-from services.orchestrator.journey.model import WaitForStep
+from services.orchestrator.journey.model import SendStep, WaitForStep
 from shared.contract import Channel, DeliveryStatus, TimerFired, TouchpointType
 
 from . import NOW, Prospect, compiled
@@ -231,10 +231,19 @@ def test_a_wait_for_resolves_exactly_once(prospect_id: str, script: list[tuple[s
             if not left:
                 continue
             assert waiting.timer_id not in resolved
+            own = [t for t in decision.transitions if t.run_id == run.run_id]
+            resumed = [t.step for t in own if t.reason == "step"]
+            if own[0].reason == "exited":
+                # Left without resuming: the run ended (the entry event again, with
+                # reentry: always), its timeout cancelled; neither path is taken.
+                assert by_event
+                assert own[0].exit_reason == "reentered"
+                assert resumed == []
+                resolved[waiting.timer_id] = "exited"
+                continue
             resolved[waiting.timer_id] = "event" if by_event else "timeout"
             step = _compiled(journey, run.version).steps[waiting.step]
             assert isinstance(step, WaitForStep)
-            resumed = [t.step for t in decision.transitions if t.reason == "step"]
             assert resumed[0] == (step.next if by_event else step.on_timeout)
 
 
@@ -291,3 +300,22 @@ def test_what_the_engine_builds_unvalidated_equals_its_validated_form(
             assert validated == model
             assert validated.model_dump_json() == model.model_dump_json()
             assert kind.model_validate_json(model.model_dump_json()) == model
+
+
+@examples
+@given(prospects, actions)
+def test_every_send_step_records_what_it_did_and_only_sent_ones_make_commands(
+    prospect_id: str, script: list[tuple[str, int]]
+) -> None:
+    for _, _, decision in simulate(prospect_id, script).steps:
+        checks = [t for t in decision.transitions if t.send_outcome is not None]
+        sent = [(t.journey, t.step) for t in checks if t.send_outcome == "sent"]
+        assert sent == [(c.journey, c.step) for c in decision.commands]
+        for t in checks:
+            assert t.reason in ("step", "retried")
+            assert (t.held_by is None) == (t.send_outcome == "sent")
+            assert (t.deferred_until is not None) == (t.send_outcome == "deferred")
+        for t in decision.transitions:
+            if t.reason == "step" and t.send_outcome is None:
+                step = _compiled(t.journey, t.journey_version).steps[t.step or ""]
+                assert not isinstance(step, SendStep)
