@@ -113,6 +113,8 @@ def _transition(tally: Tally, t: StageTransition) -> None:
     if t.reason == "step":
         tally.inc("trayecto_step_entries_total", **run, step=t.step or "", variant=t.variant or "")
         return
+    if t.reason == "retried":
+        return  # a deferred send checked again: no step entered, no stage moved
     if t.reason == "entered":
         tally.inc("trayecto_journey_entries_total", **run)
     elif t.reason == "exited":

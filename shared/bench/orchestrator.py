@@ -245,10 +245,12 @@ _TIMERS = """
 """
 _HISTORY = """
     INSERT INTO journey_history (event_id, prospect_id, journey, journey_version, persona,
-        run_id, reason, from_stage, to_stage, step, variant, cause_event_id, occurred_at)
+        run_id, reason, from_stage, to_stage, step, variant, cause_event_id, occurred_at,
+        send_outcome, held_by, deferred_until, exit_reason)
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
         $6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-        $12::uuid[], $13::timestamptz[])
+        $12::uuid[], $13::timestamptz[], $14::text[], $15::text[], $16::timestamptz[],
+        $17::text[])
     ON CONFLICT (event_id) DO NOTHING
 """
 _TIMELINE = """
@@ -335,13 +337,14 @@ async def _raw_write(
                          json.dumps(detail)))  # fmt: skip
         command = _command(prospect, now)
         outbox.append((topics.commands, key, json.dumps(command).encode(), _headers(command)))
-        for reason, before, after, step in (
-            ("entered", None, "visitor", None),
-            ("step", None, "visitor", "welcome"),
-            ("step", "visitor", "visitor", "pause"),
+        for reason, before, after, step, sent in (
+            ("entered", None, "visitor", None, None),
+            ("step", None, "visitor", "welcome", "sent"),
+            ("step", "visitor", "visitor", "pause", None),
         ):
             history.append((uuid.uuid4(), prospect, JOURNEY_ID, 1, "bench", run_id, reason,
-                            before, after, step, None, event_id, now))  # fmt: skip
+                            before, after, step, None, event_id, now, sent, None, None,
+                            None))  # fmt: skip
             transition = _transition(history[-1])
             outbox.append(
                 (topics.transitions, key, json.dumps(transition).encode(), _headers(transition))
@@ -393,13 +396,14 @@ def _command(prospect: str, now: datetime) -> dict[str, Any]:
 
 def _transition(row: tuple[Any, ...]) -> dict[str, Any]:
     event_id, prospect, journey, version, persona, run_id, reason = row[:7]
-    before, after, step, variant, cause, at = row[7:]
+    before, after, step, variant, cause, at, sent, held_by, deferred_until, exit_reason = row[7:]
     return {
         "schema_version": 1, "event_id": str(event_id), "prospect_id": prospect,
         "kind": "stage_transition", "journey": journey, "journey_version": version,
         "persona": persona, "run_id": str(run_id), "from_stage": before, "to_stage": after,
         "step": step, "variant": variant, "cause_event_id": str(cause), "reason": reason,
-        "occurred_at": at.isoformat(),
+        "occurred_at": at.isoformat(), "send_outcome": sent, "held_by": held_by,
+        "deferred_until": deferred_until, "exit_reason": exit_reason,
     }  # fmt: skip
 
 

@@ -43,6 +43,16 @@ def _k(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     return name, tuple((key, labels[key]) for key in SERIES[name].labels)
 
 
+def test_a_deferred_send_checked_again_counts_nothing() -> None:
+    tally = Tally()
+    count(tally, _t("retried", from_stage="contact", to_stage="contact", step="offer",
+                    send_outcome="sent", held_by=None), KNOWN)  # fmt: skip
+    count(tally, _t("retried", from_stage="contact", to_stage="contact", step="offer",
+                    send_outcome="deferred", held_by="quiet_hours"), KNOWN)  # fmt: skip
+    assert _keys(tally) == {}
+    assert tally.histograms == {}
+
+
 def test_an_advance_leaves_one_stage_enters_the_next_and_times_both() -> None:
     tally = Tally()
     later = T0 + timedelta(hours=2)
