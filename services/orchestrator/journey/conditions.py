@@ -49,13 +49,18 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _same(value: Any, expected: Any) -> bool:
+    """Equality without Python's ``True == 1``: a boolean equals only a boolean."""
+    return isinstance(value, bool) is isinstance(expected, bool) and value == expected
+
+
 def _compare(op: str, expected: Any) -> Callable[[Any], bool]:
     if op == "exists":
         return lambda v: (v is not _MISSING and v is not None) is expected
     if op == "eq":
-        return lambda v: v is not _MISSING and v == expected
+        return lambda v: v is not _MISSING and _same(v, expected)
     if op == "ne":
-        return lambda v: v is _MISSING or v != expected
+        return lambda v: v is _MISSING or not _same(v, expected)
     if op in {"gt", "gte", "lt", "lte"}:
         bound = float(expected)
         test: Callable[[float], bool] = {
@@ -67,10 +72,10 @@ def _compare(op: str, expected: Any) -> Callable[[Any], bool]:
         return lambda v: (n := _number(v)) is not None and test(n)
     if op == "in":
         allowed = list(expected)
-        return lambda v: v is not _MISSING and v in allowed
+        return lambda v: v is not _MISSING and any(_same(v, a) for a in allowed)
     if op == "not_in":
         denied = list(expected)
-        return lambda v: v is _MISSING or v not in denied
+        return lambda v: v is _MISSING or not any(_same(v, d) for d in denied)
     if op == "contains":
         return lambda v: (
             (isinstance(v, str) and expected in v) or (isinstance(v, list) and expected in v)

@@ -33,6 +33,9 @@ CASES: list[tuple[dict[str, Any], Any, bool]] = [
     ({"eq": 30}, 30.0, True),
     ({"eq": 30}, "30", False),
     ({"eq": False}, False, True),
+    ({"eq": 1}, True, False),  # a boolean is not a number, though Python says True == 1
+    ({"eq": True}, 1, False),
+    ({"eq": 0}, False, False),
     ({"eq": "cto"}, MISSING, False),
     ({"eq": "cto"}, None, False),
     # ne: the opposite of eq, so a missing or null value is "not equal"
@@ -40,6 +43,7 @@ CASES: list[tuple[dict[str, Any], Any, bool]] = [
     ({"ne": "cto"}, "cto", False),
     ({"ne": "cto"}, MISSING, True),
     ({"ne": "cto"}, None, True),
+    ({"ne": 1}, True, True),
     # gt / gte / lt / lte: numbers, or strings holding one
     ({"gt": 50}, 51, True),
     ({"gt": 50}, 50, False),
@@ -66,6 +70,8 @@ CASES: list[tuple[dict[str, Any], Any, bool]] = [
     # in / not_in: membership in the list
     ({"in": [25, 50, 75]}, 50, True),
     ({"in": [25, 50, 75]}, 30, False),
+    ({"in": [0, 1]}, True, False),
+    ({"not_in": [0, 1]}, False, True),
     ({"in": ["es", "en"]}, "es", True),
     ({"in": ["es", "en"]}, MISSING, False),
     ({"in": ["es", "en"]}, None, False),
