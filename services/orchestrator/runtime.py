@@ -33,11 +33,17 @@ from shared.settings import Settings
 
 from .catalog import JourneyCatalog
 from .engine import Input
-from .processor import DeadLetter, Processor
+from .processor import BatchResult, DeadLetter, Processor
 from .topics import OrchestratorTopics
 
 log = logging.getLogger(__name__)
 GROUP = "trayecto-orchestrator"
+_REFUSED = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+)
+"""Errors about the data written, which the same data would meet again on every retry."""
 
 
 @dataclass
@@ -124,15 +130,7 @@ class Orchestrator:
                 dead.append(DeadLetter(record, r.topic, f"unexpected {type(message).__name__}"))
                 continue
             inputs.append((message, record, r.topic))
-        while True:
-            try:
-                async with self._pool.acquire() as conn:
-                    result = await self._processor.process(conn, inputs, dead, datetime.now(UTC))
-                break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                # Nothing was applied (one transaction): retry the same batch.
-                log.exception("batch transaction failed; retrying in 1 s")
-                await asyncio.sleep(1)
+        result = await self._apply(inputs, dead)
         self._batches += 1
         if self._after_commit is not None:
             self._after_commit(self._batches)
@@ -145,6 +143,56 @@ class Orchestrator:
             await self._relaying
         self._relaying = asyncio.create_task(self._relay(result.outbox))
         self._metrics.batches.observe(time.perf_counter() - started)
+
+    async def _apply(
+        self,
+        inputs: list[tuple[Input, Record, str]],
+        dead: list[DeadLetter],
+        *,
+        split: bool = True,
+    ) -> BatchResult:
+        """The batch's transaction, retried until it commits.
+
+        Nothing is applied by a failed attempt (one transaction), so retrying is safe. A
+        database that is down or busy is waited for. One that refuses the batch's data
+        twice (a value it cannot store, a constraint a journey breaks) is stuck on some
+        input: the batch is then applied one input at a time, and an input refused on its
+        own goes to the dead-letter topic with the database's reason, so the partition
+        keeps flowing.
+        """
+        refused = 0
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    return await self._processor.process(conn, inputs, dead, datetime.now(UTC))
+            except _REFUSED as exc:
+                refused += 1
+                log.warning("the database refused a batch (%d time(s)): %s", refused, exc)
+                if refused >= 2 and inputs:
+                    if split and len(inputs) > 1:
+                        return await self._one_by_one(inputs, dead)
+                    _, record, topic = inputs[0]
+                    reason = f"refused by the database: {type(exc).__name__}: {exc}"[:1000]
+                    inputs, dead, refused = [], [*dead, DeadLetter(record, topic, reason)], 0
+                    continue
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.exception("batch transaction failed; retrying in 1 s")
+            await asyncio.sleep(1)
+
+    async def _one_by_one(
+        self, inputs: list[tuple[Input, Record, str]], dead: list[DeadLetter]
+    ) -> BatchResult:
+        """Each input in its own transaction, in order (the batch's undecodable ones first)."""
+        total = BatchResult()
+        for n, item in enumerate(inputs):
+            part = await self._apply([item], dead if n == 0 else [], split=False)
+            total.processed += part.processed
+            total.duplicates += part.duplicates
+            total.dead_letters += part.dead_letters
+            total.commands += part.commands
+            total.transitions += part.transitions
+            total.outbox += part.outbox
+        return total
 
     async def _relay(self, rows: list[tuple[int, str, Record]]) -> None:
         try:

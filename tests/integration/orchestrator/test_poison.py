@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -114,3 +115,56 @@ def _lead(prospect: str) -> TouchpointEvent:
         occurred_at=datetime.now(UTC),
         source="test",
     )
+
+
+async def test_an_input_the_database_refuses_is_dead_lettered_and_its_partition_flows(
+    start_orchestrator: Start,
+) -> None:
+    """A batch stuck on one input the database keeps refusing is applied input by input."""
+    o = await start_orchestrator(ONE_SEND)
+    stuck = f"stuck-{uuid.uuid4().hex[:6]}"
+    conn = await asyncpg.connect(o.dsn)
+    try:  # stands for any value the database cannot store (a journey bug's state)
+        await conn.execute(
+            f"""
+            CREATE FUNCTION refuse_stuck() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.prospect_id = '{stuck}' THEN
+                    RAISE EXCEPTION 'state of % too large', NEW.prospect_id
+                        USING ERRCODE = 'string_data_right_truncation';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_stuck BEFORE INSERT OR UPDATE ON prospect_state
+                FOR EACH ROW EXECUTE FUNCTION refuse_stuck();
+            """
+        )
+    finally:
+        await conn.close()
+    before = f"before-{uuid.uuid4().hex[:6]}"
+    # The same key as the stuck prospect: the same partition, after the stuck input.
+    after = _lead(f"after-{uuid.uuid4().hex[:6]}")
+    moved = encode(after)
+    await o.producer.send_records(
+        [
+            (o.topics.touchpoints, encode(_lead(before))),
+            (o.topics.touchpoints, encode(_lead(stuck))),
+            (
+                o.topics.touchpoints,
+                Record(stuck.encode(), moved.value, moved.headers),
+            ),
+        ]
+    )
+    commands = await o.messages(o.topics.commands, 2, timeout_s=30)
+    assert sorted(c.prospect_id for c in commands if isinstance(c, DeliveryCommand)) == sorted(
+        [before, after.prospect_id]
+    )
+    [(value, headers)] = await _dead_letters(o.settings, o.topics.dead_letters, 1)
+    assert stuck.encode() in value
+    assert headers["trayecto-dlq-reason"].startswith("refused by the database")
+    assert f"state of {stuck} too large" in headers["trayecto-dlq-reason"]
+    assert headers["trayecto-dlq-source-topic"] == o.topics.touchpoints
+    processed = await o.rows(
+        "SELECT count(*) AS n FROM prospect_state WHERE prospect_id = $1", stuck
+    )
+    assert processed[0]["n"] == 0
