@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     content_dir: Path = Field(
         default_factory=_default_content_dir, description="Content catalogue and templates"
     )
+    content_base_url: str = Field(
+        "",
+        description=(
+            "Where the files content items name (pdf.file, video.file) are served from; "
+            "empty: ingest's /content/files (TRAYECTO_CONTENT_DIR/files)"
+        ),
+    )
     delivery_max_attempts: int = Field(5, ge=1, le=50, description="Tries before dead-lettering")
     delivery_retry_base_s: float = Field(
         30.0, gt=0, description="First retry delay; doubles each attempt, with jitter"
@@ -192,6 +199,16 @@ class Settings(BaseSettings):
             if not ok:
                 raise ValueError(f"expected channel=messages_per_second[,...], got {item!r}")
         return value
+
+    @field_validator("content_base_url")
+    @classmethod
+    def _check_content_base_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if value.strip() and (parts.scheme not in {"http", "https"} or not parts.netloc):
+            raise ValueError("must be empty or an http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL, without ?query or #fragment")
+        return value.strip()
 
     @field_validator("admin_token")
     @classmethod

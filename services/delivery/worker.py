@@ -12,6 +12,11 @@ inbox.
 
 The marks and the outcomes of concurrent sends go to PostgreSQL together (``records``):
 each send still waits for its own mark before DATA.
+
+Each channel keeps its own pace (``TRAYECTO_DELIVERY_RATE_LIMITS``): a claimed message
+waits for its channel's turn before it joins the queue of the senders, so a paced
+channel's backlog takes no sender and holds no other channel back; a channel with
+enough messages waiting (``PACING_AHEAD``, fewer if slow) is left out of the next claims.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,6 +56,11 @@ from .webhook import post_webhook
 log = logging.getLogger(__name__)
 OUTCOME_NAMESPACE = uuid.UUID("5d0b7f5e-8f1e-4c8e-a6a2-64656c697679")
 RECOVER_EVERY_S = 10.0
+PACING_AHEAD = 32
+"""Claimed messages of one channel that may wait for its pace (at least a claim batch),
+fewer for a slow channel: at most a quarter of the lease's worth of its rate."""
+DEFAULT_RATE = 10.0
+"""Messages per second of a channel ``TRAYECTO_DELIVERY_RATE_LIMITS`` does not name."""
 
 Renderer = Callable[[DeliveryCommand, datetime], Any]
 
@@ -63,11 +73,20 @@ _CLAIM = """
     UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1,
            claimed_at = now(), updated_at = now()
     FROM (SELECT command_id FROM deliveries
-          WHERE status = 'pending' AND next_attempt_at <= now()
+          WHERE status = 'pending' AND next_attempt_at <= now() AND channel <> ALL($2::text[])
           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
     WHERE d.command_id = due.command_id
     RETURNING d.command, d.attempts
 """
+
+
+def retry_delay(
+    base_s: float, attempt: int, uniform: Callable[[float, float], float] = random.uniform
+) -> float:
+    """Seconds before retrying after failed ``attempt`` (1 for the first): ``base_s``
+    doubled per attempt, times a jitter factor in [0.5, 1.5] so that the retries of a
+    burst spread out instead of hitting the server together again."""
+    return base_s * 2.0 ** (attempt - 1) * uniform(0.5, 1.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +122,12 @@ class Worker:
             SmtpServer.from_url(settings.smtp_url), timeout_s=settings.smtp_timeout_s
         )
         self._sender = settings.smtp_sender
-        self._pacer = Pacer(settings.rate_limits(), default=10.0)
+        self._rates = settings.rate_limits()
+        self._pacer = Pacer(self._rates, default=DEFAULT_RATE)
+        # Claimed messages waiting for their channel's pace, by channel; and what each
+        # waiting task holds (given back if the worker stops first).
+        self._pacing: dict[str, int] = {}
+        self._paced: dict[asyncio.Task[None], _Claimed] = {}
         self._records = SendRecords(pool, topics.outcomes)
         self._recording: set[asyncio.Task[None]] = set()
         self._crashed: BaseException | None = None
@@ -136,10 +160,13 @@ class Worker:
         senders = [asyncio.create_task(self._send_from(ready)) for _ in range(concurrency)]
         try:
             await self._fill(ready, poll_s)
+            await self._stop_pacing()
             await ready.join()  # stopping: what was queued is sent or given back
         except asyncio.CancelledError:
             for recording in self._recording:
                 recording.cancel()
+            for pacing in self._paced:
+                pacing.cancel()
             raise
         finally:
             for sender in senders:  # waiting for the next message, or cancelled with us
@@ -151,7 +178,7 @@ class Worker:
             raise self._crashed
 
     async def _fill(self, ready: asyncio.Queue[_Claimed], poll_s: float) -> None:
-        """Claims, renders and queues the due deliveries; recovers abandoned claims."""
+        """Claims, renders and paces the due deliveries; recovers abandoned claims."""
         loop = asyncio.get_running_loop()
         batch = self._settings.delivery_concurrency * 2
         next_recovery = 0.0
@@ -162,13 +189,14 @@ class Worker:
                 except (OSError, asyncpg.PostgresError):
                     log.exception("recovering abandoned deliveries failed; retrying")
                 next_recovery = loop.time() + RECOVER_EVERY_S
+            full = [c for c, waiting in self._pacing.items() if waiting >= self._ahead(c, batch)]
             try:
-                claimed = await self.claim(batch)
+                claimed = await self.claim(batch, skip_channels=full)
             except (OSError, asyncpg.PostgresError):
                 log.exception("claiming deliveries failed; retrying")
                 claimed = []
             if not claimed:
-                if ready.empty():
+                if ready.empty() and not self._paced:
                     await self._smtp.expire()
                 await asyncio.sleep(poll_s)
                 continue
@@ -178,7 +206,47 @@ class Worker:
                         await self._give_back(*left)
                     break
                 message = self._prepare(command)
-                await ready.put(_Claimed(command, attempt, message))
+                self._pace(ready, _Claimed(command, attempt, message))
+
+    def _ahead(self, channel: str, batch: int) -> int:
+        """How many claimed messages of ``channel`` may wait for its pace: enough to keep
+        its senders busy, few enough that none waits anywhere near the lease."""
+        rate = self._rates.get(channel, DEFAULT_RATE)
+        return max(
+            1, min(max(PACING_AHEAD, batch), int(rate * self._settings.delivery_lease_s / 4))
+        )
+
+    def _pace(self, ready: asyncio.Queue[_Claimed], claimed: _Claimed) -> None:
+        """Queue ``claimed`` for the senders once its channel's pace allows."""
+        channel = claimed.command.channel.value
+        self._pacing[channel] = self._pacing.get(channel, 0) + 1
+
+        async def wait_and_queue() -> None:
+            try:
+                if not isinstance(claimed.message, Exception):  # not sent: not paced
+                    await self._pacer.wait(channel)
+                await ready.put(claimed)
+            finally:
+                self._pacing[channel] -= 1
+
+        task = asyncio.create_task(wait_and_queue())
+        self._paced[task] = claimed
+        task.add_done_callback(self._paced_done)
+
+    def _paced_done(self, task: asyncio.Task[None]) -> None:
+        self._paced.pop(task, None)
+        if not task.cancelled() and isinstance(failure := task.exception(), Exception):
+            self._crash(failure)
+
+    async def _stop_pacing(self) -> None:
+        """Stopping: the messages still waiting for their pace go back to be claimed again."""
+        waiting = dict(self._paced)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        for task, claimed in waiting.items():
+            if task.cancelled():  # not queued (a task done first has queued its message)
+                await self._give_back(claimed.command, claimed.attempt)
 
     async def _send_from(self, ready: asyncio.Queue[_Claimed]) -> None:
         while True:
@@ -229,8 +297,11 @@ class Worker:
         except (OSError, asyncpg.PostgresError):
             log.exception("giving back delivery %s failed", command.command_id)
 
-    async def claim(self, limit: int) -> list[tuple[DeliveryCommand, int]]:
-        rows = await self._pool.fetch(_CLAIM, limit)
+    async def claim(
+        self, limit: int, skip_channels: Sequence[str] = ()
+    ) -> list[tuple[DeliveryCommand, int]]:
+        """Claims up to ``limit`` due deliveries, oldest first, none on ``skip_channels``."""
+        rows = await self._pool.fetch(_CLAIM, limit, list(skip_channels))
         return [(DeliveryCommand.model_validate_json(r["command"]), r["attempts"]) for r in rows]
 
     async def recover(self) -> None:
@@ -295,7 +366,6 @@ class Worker:
         marked_at = loop.time()
         if isinstance(message, Exception):
             return message, marked_at
-        await self._pacer.wait(command.channel.value)
 
         async def mark_handoff() -> None:
             nonlocal marked_at
@@ -372,8 +442,7 @@ class Worker:
         if attempt >= self._settings.delivery_max_attempts:
             await self._dead(command, attempt, f"gave up after {attempt} attempts: {reason}")
             return
-        base = self._settings.delivery_retry_base_s * 2 ** (attempt - 1)
-        delay = base * random.uniform(0.5, 1.5)  # jitter: retries of a burst spread out
+        delay = retry_delay(self._settings.delivery_retry_base_s, attempt)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE deliveries SET status = 'pending', reason = $2, updated_at = now(),"

@@ -195,6 +195,30 @@ def test_a_hosted_video_links_to_its_url(tmp_path: Path) -> None:
     assert claims.url == hosted
 
 
+def test_files_come_from_the_content_base_url_when_one_is_set(tmp_path: Path) -> None:
+    store = "https://cdn.example.com/trayecto/files/"
+    settings = SETTINGS.model_copy(update={"content_base_url": store})
+    hosted_pdf = "https://docs.example.com/hosted.pdf"
+
+    def host(data: dict[str, Any], root: Path) -> None:
+        _item(data, "ent-proposal-pack")["pdf"] = {"url": hosted_pdf, "pages": 2}
+        for text in _item(data, "ent-proposal-pack")["locales"].values():
+            text.pop("file", None)
+
+    catalogue = _copy(tmp_path, host)
+
+    def main_link(content: str, kind: str, **changes: Any) -> LinkClaims:
+        rendered = render(command(content, **changes), catalogue, settings, NOW)
+        assert isinstance(rendered, RenderedMessage)
+        url = next(u for u in links_of(rendered.html).hrefs if f"/t/{kind}/" in u)
+        return claims_of(url)[1]
+
+    assert main_link("it-pdf-summary", "d").url == f"{store}it-video-summary-es.pdf"
+    assert main_link("it-pdf-summary", "d", locale="en").url == f"{store}it-video-summary-en.pdf"
+    assert main_link("it-video-intro", "v").url == f"{store}trayecto-intro.webm"
+    assert main_link("ent-proposal-pack", "d").url == hosted_pdf  # a hosted file stays
+
+
 def test_track_rewrites_web_links_only() -> None:
     links = Links(command("it-welcome"), SETTINGS, Where("it-welcome", "es"))
     already = f"{PUBLIC}/t/v/some-token"

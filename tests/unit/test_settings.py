@@ -69,3 +69,58 @@ def test_stack_env_prints_exports(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert "export TRAYECTO_DATABASE_URL=postgresql://t@127.0.0.1:5999/t" in lines
     assert "export TRAYECTO_KAFKA_BOOTSTRAP=127.0.0.1:9092" in lines
     assert f"export TRAYECTO_STACK_DIR={tmp_path}" in lines
+
+
+@pytest.mark.parametrize(
+    ("value", "limits"),
+    [
+        ("email=20,webhook=10", {"email": 20.0, "webhook": 10.0}),
+        (" email = 2.5 , webhook=0.5 ,", {"email": 2.5, "webhook": 0.5}),
+        ("email=5", {"email": 5.0}),
+        ("", {}),
+    ],
+)
+def test_delivery_rate_limits_are_read_per_channel(
+    monkeypatch: pytest.MonkeyPatch, value: str, limits: dict[str, float]
+) -> None:
+    monkeypatch.setenv("TRAYECTO_DELIVERY_RATE_LIMITS", value)
+    assert Settings().rate_limits() == limits
+
+
+def test_delivery_rate_limits_default_to_every_channel() -> None:
+    assert Settings().rate_limits() == {"email": 20.0, "webhook": 10.0}
+
+
+@pytest.mark.parametrize(
+    "value", ["email", "email=", "=5", "email=0", "email=-1", "email=fast", "email=5;webhook=2"]
+)
+def test_bad_delivery_rate_limits_are_refused_naming_the_item(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("TRAYECTO_DELIVERY_RATE_LIMITS", value)
+    with pytest.raises(ValidationError, match="channel=messages_per_second"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("", ""),
+        ("https://cdn.example.com/trayecto/", "https://cdn.example.com/trayecto/"),
+        (" http://127.0.0.1:9000/files ", "http://127.0.0.1:9000/files"),
+    ],
+)
+def test_content_base_url_is_empty_or_a_web_base(
+    monkeypatch: pytest.MonkeyPatch, value: str, stored: str
+) -> None:
+    monkeypatch.setenv("TRAYECTO_CONTENT_BASE_URL", value)
+    assert Settings().content_base_url == stored
+
+
+@pytest.mark.parametrize(
+    "value", ["cdn.example.com/files", "ftp://cdn.example.com/", "https://", "https://x/?a=1"]
+)
+def test_bad_content_base_urls_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("TRAYECTO_CONTENT_BASE_URL", value)
+    with pytest.raises(ValidationError, match="content_base_url"):
+        Settings()

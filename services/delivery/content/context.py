@@ -44,8 +44,7 @@ def facts_of(
     item, text = resolved.item, resolved.text
     if item.video is not None:
         video = item.video
-        base = settings.public_url.rstrip("/")
-        url = f"{base}/content/{FILES_DIR}/{video.file}" if video.file else video.video_url
+        url = f"{files_base(settings)}/{video.file}" if video.file else video.video_url
         return Facts(
             primary=links.link("v", url, Channel.VIDEO),
             video={
@@ -56,8 +55,7 @@ def facts_of(
         )
     if item.pdf is not None:
         file = text.file or item.pdf.file
-        base = settings.public_url.rstrip("/")
-        url = f"{base}/content/{FILES_DIR}/{file}" if file else item.pdf.url
+        url = f"{files_base(settings)}/{file}" if file else item.pdf.url
         return Facts(primary=links.link("d", url), pdf={"pages": item.pdf.pages, "url": url})
     if item.event is not None:
         event = item.event
@@ -81,6 +79,14 @@ def facts_of(
         )
     social = item.social.url if item.social else None
     return Facts(primary=text.url or item.url or social)
+
+
+def files_base(settings: Settings) -> str:
+    """Where the files items name are served from: ``TRAYECTO_CONTENT_BASE_URL``, else
+    ingest's ``/content/files`` (the content store directory)."""
+    if settings.content_base_url:
+        return settings.content_base_url.rstrip("/")
+    return f"{settings.public_url.rstrip('/')}/content/{FILES_DIR}"
 
 
 def copy_context(

@@ -3,7 +3,8 @@
 ``publish`` checks the catalogue folder, then stores ``catalogue.yaml`` and every
 template as a new version (none when nothing changed). The delivery service renders
 from the latest published version and picks up a new one while running; downloadable
-files are served from the content store directory (``TRAYECTO_CONTENT_DIR/files``).
+files are served from the content store directory (``TRAYECTO_CONTENT_DIR/files``, by
+ingest) or from the URL base ``TRAYECTO_CONTENT_BASE_URL``.
 """
 
 from __future__ import annotations

@@ -36,11 +36,14 @@ class Inbox:
     peers: list[tuple[str, int]] = field(default_factory=list)
     """The client address of each accepted message's connection."""
     data_attempts: int = 0
+    rcpt_attempts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        with self.lock:
+            self.rcpt_attempts += 1
         if address in self.refuse:
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)

@@ -10,60 +10,19 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 
 import pytest
 from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from services.delivery import create_app
 from shared.contract import Channel, ContentType, DeliveryOutcome, DeliveryStatus
-from shared.kafka.producer import Producer
 from shared.settings import Settings
 from shared.tracking import keys_of, verify_link
 
-from ..ingest.conftest import free_port, serve
-from .conftest import Delivery, command, prepare
+from .conftest import Delivery, Receiver, command, running_delivery
 from .smtp_server import SmtpServer
 
 SECRET = "test-webhook-secret"
 SOCIAL = "it-webinar-social"
-
-
-@dataclass(frozen=True)
-class Post:
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver on a free port; ``answers`` scripts the first status codes."""
-
-    url: str
-    answers: list[int] = field(default_factory=list)
-    posts: list[Post] = field(default_factory=list)
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.body()
-        status = self.answers.pop(0) if self.answers else 200
-        self.posts.append(Post(dict(request.headers), body, status))
-        return Response(status_code=status)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    port = free_port()
-    hook = Receiver(f"http://127.0.0.1:{port}/hooks/trayecto")
-    app = Starlette(routes=[Route("/hooks/trayecto", hook.handle, methods=["POST"])])
-    server, task = await serve(app, port)
-    yield hook
-    server.should_exit = True
-    await task
 
 
 @contextlib.asynccontextmanager
@@ -71,30 +30,10 @@ async def _delivery(
     settings: Settings, dsn: str, smtp: SmtpServer, webhook_url: str
 ) -> AsyncIterator[Delivery]:
     """The ``delivery`` fixture's service, with the webhook channel configured (or not)."""
-    commands, topics = await prepare(settings, dsn)
-    app_settings = settings.model_copy(
-        update={
-            "database_url": dsn,
-            "smtp_url": smtp.url,
-            "delivery_retry_base_s": 0.3,
-            "delivery_max_attempts": 3,
-            "delivery_rate_limits": "email=1000,webhook=1000",
-            "webhook_url": webhook_url,
-            "webhook_secret": SecretStr(SECRET),
-        }
-    )
-    group = f"test-delivery-{uuid.uuid4().hex[:8]}"
-    server, task = await serve(
-        create_app(app_settings, commands_topic=commands, topics=topics, group=group), free_port()
-    )
-    producer = Producer(app_settings, client_id="test", timeout_s=10)
-    await producer.start()
-    try:
-        yield Delivery(dsn, app_settings, commands, topics, producer, smtp)
-    finally:
-        await producer.stop()
-        server.should_exit = True
-        await task
+    async with running_delivery(
+        settings, dsn, smtp, webhook_url=webhook_url, webhook_secret=SecretStr(SECRET)
+    ) as delivery:
+        yield delivery
 
 
 @pytest.fixture
@@ -155,6 +94,23 @@ async def test_a_social_post_is_posted_once_signed_and_reported_sent(
     assert claims.channel is Channel.WEBHOOK
     assert d.smtp.inbox.messages == []
     assert await _status(d, sent.command_id) == "sent"
+
+
+async def test_a_social_post_in_english_is_posted_in_english(
+    hooked: Delivery, receiver: Receiver
+) -> None:
+    d = hooked
+    sent = command(SOCIAL, ContentType.SOCIAL_POST, channel=Channel.WEBHOOK, locale="en")
+    await d.send(sent)
+    [outcome] = _outcomes(await d.messages(d.topics.outcomes, 1))
+    assert outcome.status is DeliveryStatus.SENT
+    [post] = receiver.posts
+    body = json.loads(post.body)
+    assert body["locale"] == "en"
+    assert body["title"] == "Trayecto architecture webinar"
+    assert body["text"].startswith("Evaluating marketing automation tools?")
+    claims = verify_link(keys_of(d.settings), body["url"].rpartition("/t/c/")[2], time.time())
+    assert claims.command_id == str(sent.command_id)
 
 
 async def test_a_500_is_retried_and_then_posted_exactly_once(
