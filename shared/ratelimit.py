@@ -54,11 +54,19 @@ class Pacer:
         }
         self._default = default
 
-    async def wait(self, key: str) -> None:
+    def _bucket(self, key: str) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(
                 self._default, capacity=max(1.0, self._default)
             )
+        return bucket
+
+    def ready(self, key: str) -> bool:
+        """Take the key's turn now if it has one (True), without waiting."""
+        return self._bucket(key).take(1) == 0
+
+    async def wait(self, key: str) -> None:
+        bucket = self._bucket(key)
         while (delay := bucket.take(1)) > 0:  # noqa: ASYNC110 - pacing, not polling
             await asyncio.sleep(delay)

@@ -22,6 +22,7 @@ enough messages waiting (``PACING_AHEAD``, fewer if slow) is left out of the nex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -128,6 +129,7 @@ class Worker:
         # waiting task holds (given back if the worker stops first).
         self._pacing: dict[str, int] = {}
         self._paced: dict[asyncio.Task[None], _Claimed] = {}
+        self._room = asyncio.Event()  # set when a waiting message left its channel's count
         self._records = SendRecords(pool, topics.outcomes)
         self._recording: set[asyncio.Task[None]] = set()
         self._crashed: BaseException | None = None
@@ -198,15 +200,23 @@ class Worker:
             if not claimed:
                 if ready.empty() and not self._paced:
                     await self._smtp.expire()
-                await asyncio.sleep(poll_s)
+                if full:  # claim again as soon as one of the full channels has room
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room.wait(), poll_s)
+                else:
+                    await asyncio.sleep(poll_s)
                 continue
             for index, (command, attempt) in enumerate(claimed):
                 if self._stopping:  # claimed, not started: another worker sends them now
                     for left in claimed[index:]:
                         await self._give_back(*left)
                     break
-                message = self._prepare(command)
-                self._pace(ready, _Claimed(command, attempt, message))
+                claim = _Claimed(command, attempt, self._prepare(command))
+                if isinstance(claim.message, Exception) or self._pacer.ready(command.channel.value):
+                    await ready.put(claim)  # its turn now (or not sent): straight to a sender
+                else:
+                    self._pace(ready, claim)
 
     def _ahead(self, channel: str, batch: int) -> int:
         """How many claimed messages of ``channel`` may wait for its pace: enough to keep
@@ -223,11 +233,11 @@ class Worker:
 
         async def wait_and_queue() -> None:
             try:
-                if not isinstance(claimed.message, Exception):  # not sent: not paced
-                    await self._pacer.wait(channel)
+                await self._pacer.wait(channel)
                 await ready.put(claimed)
             finally:
                 self._pacing[channel] -= 1
+                self._room.set()
 
         task = asyncio.create_task(wait_and_queue())
         self._paced[task] = claimed

@@ -36,3 +36,12 @@ async def test_pacer_spaces_sends_per_channel() -> None:
     started = time.monotonic()
     await asyncio.gather(*(pacer.wait("webhook") for _ in range(30)))
     assert time.monotonic() - started < 0.2
+
+
+async def test_pacer_ready_takes_a_turn_only_when_one_is_free() -> None:
+    pacer = Pacer({"email": 2.0}, default=1000.0)
+    assert [pacer.ready("email") for _ in range(3)] == [True, True, False]
+    assert pacer.ready("webhook")  # another channel, its own turns
+    started = time.monotonic()
+    await pacer.wait("email")  # the turns ready() took count: this one waits
+    assert time.monotonic() - started >= 0.3
