@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from shared import outbox
-from shared.contract import DeliveryCommand, DeliveryOutcome, DeliveryStatus
+from shared.contract import Channel, DeliveryCommand, DeliveryOutcome, DeliveryStatus
 from shared.db import Connection
 from shared.kafka.codec import Record, encode
 from shared.ratelimit import Pacer
@@ -74,11 +74,27 @@ _CLAIM = """
     UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1,
            claimed_at = now(), updated_at = now()
     FROM (SELECT command_id FROM deliveries
-          WHERE status = 'pending' AND next_attempt_at <= now() AND channel <> ALL($2::text[])
+          WHERE status = 'pending' AND next_attempt_at <= now()
           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
     WHERE d.command_id = due.command_id
     RETURNING d.command, d.attempts
 """
+_CLAIM_FROM = """
+    UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1,
+           claimed_at = now(), updated_at = now()
+    FROM (SELECT due.command_id
+          FROM unnest($2::text[]) AS c(channel)
+              CROSS JOIN LATERAL (
+                  SELECT command_id, next_attempt_at FROM deliveries
+                  WHERE status = 'pending' AND channel = c.channel AND next_attempt_at <= now()
+                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+          ORDER BY due.next_attempt_at LIMIT $1) due
+    WHERE d.command_id = due.command_id
+    RETURNING d.command, d.attempts
+"""
+"""The claim while some channels are full: the others' due rows, channel by channel
+(``deliveries_due_by_channel``), so a paced backlog is never walked past."""
+_CHANNELS = tuple(channel.value for channel in Channel)
 
 
 def retry_delay(
@@ -311,7 +327,11 @@ class Worker:
         self, limit: int, skip_channels: Sequence[str] = ()
     ) -> list[tuple[DeliveryCommand, int]]:
         """Claims up to ``limit`` due deliveries, oldest first, none on ``skip_channels``."""
-        rows = await self._pool.fetch(_CLAIM, limit, list(skip_channels))
+        if skip_channels:
+            others = [channel for channel in _CHANNELS if channel not in skip_channels]
+            rows = await self._pool.fetch(_CLAIM_FROM, limit, others)
+        else:
+            rows = await self._pool.fetch(_CLAIM, limit)
         return [(DeliveryCommand.model_validate_json(r["command"]), r["attempts"]) for r in rows]
 
     async def recover(self) -> None:
