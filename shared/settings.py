@@ -6,6 +6,7 @@ else reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -193,7 +194,7 @@ class Settings(BaseSettings):
         for item in filter(None, (part.strip() for part in value.split(","))):
             name, sep, rate = item.partition("=")
             try:
-                ok = bool(sep and name.strip()) and float(rate) > 0
+                ok = bool(sep and name.strip()) and 0 < float(rate) < math.inf
             except ValueError:
                 ok = False
             if not ok:

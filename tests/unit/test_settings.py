@@ -92,7 +92,18 @@ def test_delivery_rate_limits_default_to_every_channel() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["email", "email=", "=5", "email=0", "email=-1", "email=fast", "email=5;webhook=2"]
+    "value",
+    [
+        "email",
+        "email=",
+        "=5",
+        "email=0",
+        "email=-1",
+        "email=fast",
+        "email=5;webhook=2",
+        "email=inf",
+        "email=nan",
+    ],
 )
 def test_bad_delivery_rate_limits_are_refused_naming_the_item(
     monkeypatch: pytest.MonkeyPatch, value: str
