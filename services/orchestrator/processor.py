@@ -79,11 +79,19 @@ class Processor:
         inputs: Sequence[tuple[Input, Record, str]],
         dead: Sequence[DeadLetter],
         now: datetime,
+        *,
+        settled: Sequence[Input] = (),
     ) -> BatchResult:
-        """Apply a batch (input, its record, its topic) and the undecodable records."""
+        """Apply a batch (input, its record, its topic) and the undecodable records.
+
+        ``settled``: inputs the caller dead-letters itself (in ``dead``), recorded as
+        processed with them, so that a redelivery of the batch skips them as duplicates.
+        """
         result = BatchResult()
         dead_letters = list(dead)
         async with conn.transaction():
+            if settled:
+                await self._claim(conn, list(settled))
             fresh = await self._claim(conn, [message for message, _, _ in inputs])
             todo: list[tuple[Input, Record, str, str | None]] = []
             for message, record, topic in inputs:
@@ -198,9 +206,16 @@ class Processor:
     async def _save_timers(
         self, conn: Connection, timers: list[tuple[str, TimerRequest]], cancelled: list[UUID]
     ) -> None:
-        """Delete the cancelled timers, insert the new ones (each with its prospect)."""
+        """Delete the cancelled timers, insert the new ones (each with its prospect).
+
+        A timer set by one input of the batch and cancelled by a later one (a wait_for and
+        its event, or a re-entry, in the same batch) is not stored at all. Timer ids are
+        unique per visit of a step, so a cancelled id is never set again.
+        """
         if cancelled:
             await conn.execute("DELETE FROM timers WHERE timer_id = ANY($1::uuid[])", cancelled)
+            gone = set(cancelled)
+            timers = [(owner, t) for owner, t in timers if t.timer_id not in gone]
         if not timers:
             return
         await conn.execute(

@@ -161,19 +161,22 @@ class Orchestrator:
         keeps flowing.
         """
         refused = 0
+        settled: list[Input] = []
         while True:
             try:
                 async with self._pool.acquire() as conn:
-                    return await self._processor.process(conn, inputs, dead, datetime.now(UTC))
+                    now = datetime.now(UTC)
+                    return await self._processor.process(conn, inputs, dead, now, settled=settled)
             except _REFUSED as exc:
                 refused += 1
                 log.warning("the database refused a batch (%d time(s)): %s", refused, exc)
                 if refused >= 2 and inputs:
                     if split and len(inputs) > 1:
                         return await self._one_by_one(inputs, dead)
-                    _, record, topic = inputs[0]
+                    message, record, topic = inputs[0]
                     reason = f"refused by the database: {type(exc).__name__}: {exc}"[:1000]
-                    inputs, dead, refused = [], [*dead, DeadLetter(record, topic, reason)], 0
+                    dead = [*dead, DeadLetter(record, topic, reason)]
+                    inputs, settled, refused = [], [message], 0
                     continue
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.exception("batch transaction failed; retrying in 1 s")

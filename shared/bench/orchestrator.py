@@ -32,7 +32,7 @@ from services.orchestrator.journey import load_journey
 from services.orchestrator.journey.store import publish
 from services.orchestrator.timers import CLAIM_BATCH, claim_due, fire_forever
 from services.orchestrator.topics import OrchestratorTopics
-from shared.contract import Campaign, Channel, TouchpointEvent, TouchpointType
+from shared.contract import Campaign, Channel, StageTransition, TouchpointEvent, TouchpointType
 from shared.db import create_pool, migrate
 from shared.kafka import EVENT_ID_HEADER
 from shared.kafka.codec import encode
@@ -398,8 +398,9 @@ def _transition(row: tuple[Any, ...]) -> dict[str, Any]:
     event_id, prospect, journey, version, persona, run_id, reason = row[:7]
     before, after, step, variant, cause, at, sent, held_by, deferred_until, exit_reason = row[7:]
     return {
-        "schema_version": 1, "event_id": str(event_id), "prospect_id": prospect,
-        "kind": "stage_transition", "journey": journey, "journey_version": version,
+        "schema_version": StageTransition.SCHEMA_VERSION, "event_id": str(event_id),
+        "prospect_id": prospect, "kind": "stage_transition", "journey": journey,
+        "journey_version": version,
         "persona": persona, "run_id": str(run_id), "from_stage": before, "to_stage": after,
         "step": step, "variant": variant, "cause_event_id": str(cause), "reason": reason,
         "occurred_at": at.isoformat(), "send_outcome": sent, "held_by": held_by,
@@ -410,7 +411,8 @@ def _transition(row: tuple[Any, ...]) -> dict[str, Any]:
 def _headers(message: dict[str, Any]) -> str:
     return json.dumps({
         "content-type": "application/json", "trayecto-type": message["kind"],
-        "trayecto-schema-version": "1", EVENT_ID_HEADER: message["event_id"],
+        "trayecto-schema-version": str(message["schema_version"]),
+        EVENT_ID_HEADER: message["event_id"],
     })  # fmt: skip
 
 

@@ -7,7 +7,7 @@ consumers can route without parsing the body.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field, JsonValue
@@ -104,8 +104,15 @@ class DeliveryOutcome(WireMessage):
 
 
 class StageTransition(WireMessage):
-    """Orchestrator → metrics: a prospect moved in a journey (stage and/or step)."""
+    """Orchestrator → metrics: a prospect moved in a journey (stage and/or step).
 
+    Version 2 added the reason ``retried``, which a version-1 reader would refuse; its
+    readers still read version 1.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: int = Field(default=2, ge=1, description="Version of this message schema")
     kind: Literal["stage_transition"] = "stage_transition"
     journey: str = Field(min_length=1, max_length=200)
     journey_version: int = Field(ge=1)

@@ -102,7 +102,7 @@ def test_record_round_trip_keeps_key_headers_and_fields(message: WireMessage) ->
     record = encode(message)
     assert record.key == b"p-1"
     assert record.headers[TYPE_HEADER] == message.model_dump()["kind"]
-    assert record.headers[VERSION_HEADER] == "1"
+    assert record.headers[VERSION_HEADER] == str(type(message).SCHEMA_VERSION)
     assert record.headers[EVENT_ID_HEADER] == str(message.event_id)
     assert decode(record.value, record.headers) == message
 
@@ -204,6 +204,19 @@ def test_a_schema_version_newer_than_known_is_refused() -> None:
         newer = record.value.replace(b'"schema_version":1', b'"schema_version":' + version)
         with pytest.raises(ValidationError, match=r"schema_version \d+ is newer than the 1"):
             decode(newer, record.headers)
+
+
+def test_a_stage_transition_of_version_1_is_still_read() -> None:
+    """Version 2 added the reason ``retried``; what version-1 producers wrote still reads."""
+    transition = next(m for m in samples() if isinstance(m, StageTransition))
+    assert transition.schema_version == StageTransition.SCHEMA_VERSION == 2
+    record = encode(transition)
+    older = record.value.replace(b'"schema_version":2', b'"schema_version":1')
+    assert older != record.value
+    read = decode(older, {**record.headers, VERSION_HEADER: "1"})
+    assert read == transition.model_copy(update={"schema_version": 1})
+    with pytest.raises(ValidationError, match=r"schema_version 3 is newer than the 2"):
+        decode(record.value.replace(b'"schema_version":2', b'"schema_version":3'), record.headers)
 
 
 def test_a_timestamp_beyond_year_9999_in_utc_is_a_validation_error() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from .facts import merge_facts
-from .state import ProspectState
+from .state import ProspectState, RunState
 
 
 def adopt(
@@ -27,7 +27,7 @@ def adopt(
         return user, anonymous, []
     user = user or ProspectState(prospect_id=user_id)
     moved = {
-        journey: run
+        journey: _numbered_after(run, user.runs.get(journey))
         for journey, run in anonymous.runs.items()
         if run.status == "active"
         and (journey not in user.runs or user.runs[journey].status != "active")
@@ -46,3 +46,15 @@ def adopt(
     kept = {j: r for j, r in anonymous.runs.items() if j not in moved}
     anonymous = anonymous.model_copy(update={"runs": kept})
     return user, anonymous, [run.run_id for run in moved.values()]
+
+
+def _numbered_after(run: RunState, users_last: RunState | None) -> RunState:
+    """The moved run, numbered after the user's last run of the journey.
+
+    A run's id is derived from its prospect, journey and number, and so are its
+    commands' and timers' ids: the user's next run must not take a number the user
+    already used, or its sends would be dropped as duplicates of that earlier run's.
+    """
+    if users_last is None or run.number > users_last.number:
+        return run
+    return run.model_copy(update={"number": users_last.number + 1})

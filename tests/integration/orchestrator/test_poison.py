@@ -51,6 +51,17 @@ async def _dead_letters(
         await consumer.stop()
 
 
+async def _records_in(settings: Settings, topic: str) -> int:
+    count = (await topic_partitions(settings, [topic]))[topic]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(count)]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
 async def test_poison_messages_are_dead_lettered_and_the_partition_flows(
     start_orchestrator: Start,
 ) -> None:
@@ -142,13 +153,14 @@ async def test_an_input_the_database_refuses_is_dead_lettered_and_its_partition_
     finally:
         await conn.close()
     before = f"before-{uuid.uuid4().hex[:6]}"
+    refused = encode(_lead(stuck))
     # The same key as the stuck prospect: the same partition, after the stuck input.
     after = _lead(f"after-{uuid.uuid4().hex[:6]}")
     moved = encode(after)
     await o.producer.send_records(
         [
             (o.topics.touchpoints, encode(_lead(before))),
-            (o.topics.touchpoints, encode(_lead(stuck))),
+            (o.topics.touchpoints, refused),
             (
                 o.topics.touchpoints,
                 Record(stuck.encode(), moved.value, moved.headers),
@@ -168,3 +180,15 @@ async def test_an_input_the_database_refuses_is_dead_lettered_and_its_partition_
         "SELECT count(*) AS n FROM prospect_state WHERE prospect_id = $1", stuck
     )
     assert processed[0]["n"] == 0
+
+    # Redelivered (a crash before the offset commit), it is a duplicate: no second letter.
+    marker = encode(_lead(f"marker-{uuid.uuid4().hex[:6]}"))
+    await o.producer.send_records(
+        [
+            (o.topics.touchpoints, refused),
+            (o.topics.touchpoints, Record(stuck.encode(), marker.value, marker.headers)),
+        ]
+    )
+    assert len(await o.messages(o.topics.commands, 3, timeout_s=30)) == 3
+    # The relay publishes in order: the marker's command came after any letter for it.
+    assert await _records_in(o.settings, o.topics.dead_letters) == 1

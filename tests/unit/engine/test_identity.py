@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 from services.orchestrator.engine import ProspectState, RunState
 from services.orchestrator.engine.facts import merge_facts
 from services.orchestrator.engine.identity import adopt
+from tests.unit.engine import Prospect
+from tests.unit.engine.test_engine import journey
+from tests.unit.engine.test_reentry import PAUSED
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -70,3 +73,29 @@ def test_facts_add_counts_and_keep_maxima() -> None:
         "last_event_at": "2026-05-02T10:00:00+00:00",
         "negative_feedback": 1,
     }
+
+
+def test_a_run_moved_to_a_user_is_numbered_after_the_users_own() -> None:
+    """The user's next run never takes an id (nor command ids) of an earlier run."""
+    compiled = journey(PAUSED, entry="{event: form_submitted, reentry: always}")
+    user = Prospect.of(compiled, prospect_id="u")
+    user.touch("form_submitted")  # run 1
+    runs = {user.current.runs["j"].run_id}
+    second = user.touch("form_submitted")  # run 1 exits (reentered), run 2 starts
+    runs.add(user.current.runs["j"].run_id)
+    [timer] = second.timers
+    user.fire(timer)  # run 2 completes
+    assert user.current.runs["j"].status == "exited"
+
+    anonymous = Prospect.of(compiled, prospect_id="anon")  # the same person, another device
+    anonymous.touch("form_submitted")  # the anonymous prospect's run 1
+    merged, _, moved = adopt(user.state, anonymous.state, "u")
+    assert moved
+    assert merged is not None
+    assert merged.runs["j"].number == 3
+    user.state = merged
+    again = user.touch("form_submitted")  # reentry: the user's run 4
+    assert user.current.runs["j"].number == 4
+    assert user.current.runs["j"].run_id not in runs
+    assert again.commands[0].command_id != second.commands[0].command_id
+    assert again.timers[0].timer_id != timer.timer_id
