@@ -31,6 +31,12 @@ class TokenBucket:
             return 0.0
         return (n - self.tokens) / self.rate
 
+    def wait_time(self, now: float | None = None) -> float:
+        """Seconds until one token can be taken (0.0: now), taking none."""
+        now = time.monotonic() if now is None else now
+        tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        return 0.0 if tokens >= 1 or tokens >= self.capacity else (1 - tokens) / self.rate
+
 
 class RateLimiter:
     def __init__(self, default_rate: float) -> None:
@@ -65,6 +71,13 @@ class Pacer:
     def ready(self, key: str) -> bool:
         """Take the key's turn now if it has one (True), without waiting."""
         return self._bucket(key).take(1) == 0
+
+    def delay(self, key: str) -> float:
+        """Seconds until the key's next turn (0.0: it has one now), taking none."""
+        return self._bucket(key).wait_time()
+
+    def rate(self, key: str) -> float:
+        return self._bucket(key).rate
 
     async def wait(self, key: str) -> None:
         bucket = self._bucket(key)

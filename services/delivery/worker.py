@@ -13,10 +13,12 @@ inbox.
 The marks and the outcomes of concurrent sends go to PostgreSQL together (``records``):
 each send still waits for its own mark before DATA.
 
-Each channel keeps its own pace (``TRAYECTO_DELIVERY_RATE_LIMITS``): a claimed message
-waits for its channel's turn before it joins the queue of the senders, so a paced
-channel's backlog takes no sender and holds no other channel back; a channel with
-enough messages waiting (``PACING_AHEAD``, fewer if slow) is left out of the next claims.
+Each channel keeps its own pace (``TRAYECTO_DELIVERY_RATE_LIMITS``), counted when a send
+starts: claimed messages wait in one queue per channel, and a free sender takes the
+oldest message of a channel whose turn has come, so a paced channel's backlog takes no
+sender and holds no other channel back. A channel is claimed only as far ahead as its
+pace lets its messages out within a quarter of the claim lease (and ``PACING_AHEAD`` at
+most), so no claimed message waits anywhere near the lease.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,8 +61,8 @@ log = logging.getLogger(__name__)
 OUTCOME_NAMESPACE = uuid.UUID("5d0b7f5e-8f1e-4c8e-a6a2-64656c697679")
 RECOVER_EVERY_S = 10.0
 PACING_AHEAD = 32
-"""Claimed messages of one channel that may wait for its pace (at least a claim batch),
-fewer for a slow channel: at most a quarter of the lease's worth of its rate."""
+"""Claimed messages of one channel that may wait for a sender (at least a claim batch);
+fewer for a slow channel: what its pace lets out within a quarter of the lease."""
 DEFAULT_RATE = 10.0
 """Messages per second of a channel ``TRAYECTO_DELIVERY_RATE_LIMITS`` does not name."""
 
@@ -83,17 +86,18 @@ _CLAIM_FROM = """
     UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1,
            claimed_at = now(), updated_at = now()
     FROM (SELECT due.command_id
-          FROM unnest($2::text[]) AS c(channel)
+          FROM unnest($2::text[], $3::int[]) AS c(channel, room)
               CROSS JOIN LATERAL (
                   SELECT command_id, next_attempt_at FROM deliveries
                   WHERE status = 'pending' AND channel = c.channel AND next_attempt_at <= now()
-                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+                  ORDER BY next_attempt_at LIMIT c.room FOR UPDATE SKIP LOCKED) due
           ORDER BY due.next_attempt_at LIMIT $1) due
     WHERE d.command_id = due.command_id
     RETURNING d.command, d.attempts
 """
-"""The claim while some channels are full: the others' due rows, channel by channel
-(``deliveries_due_by_channel``), so a paced backlog is never walked past."""
+"""The claim while some channels have little room: up to each channel's room of its due
+rows, channel by channel (``deliveries_due_by_channel``), so a paced backlog is never
+walked past."""
 _CHANNELS = tuple(channel.value for channel in Channel)
 
 
@@ -141,11 +145,14 @@ class Worker:
         self._sender = settings.smtp_sender
         self._rates = settings.rate_limits()
         self._pacer = Pacer(self._rates, default=DEFAULT_RATE)
-        # Claimed messages waiting for their channel's pace, by channel; and what each
-        # waiting task holds (given back if the worker stops first).
-        self._pacing: dict[str, int] = {}
-        self._paced: dict[asyncio.Task[None], _Claimed] = {}
-        self._room = asyncio.Event()  # set when a waiting message left its channel's count
+        # Claimed messages waiting for a sender, by channel, in claim order (with their
+        # place in the claims: a sender takes the oldest whose channel has its turn), and
+        # those that will not be sent (not paced).
+        self._waiting: dict[str, deque[tuple[int, _Claimed]]] = {}
+        self._unsent: deque[_Claimed] = deque()
+        self._claims = 0
+        self._arrived = asyncio.Event()  # for the senders: new messages, or stopping
+        self._room = asyncio.Event()  # for the claims: a message left its channel's queue
         self._records = SendRecords(pool, topics.outcomes)
         self._recording: set[asyncio.Task[None]] = set()
         self._crashed: BaseException | None = None
@@ -171,23 +178,23 @@ class Worker:
 
     async def _run(self, poll_s: float) -> None:
         """``delivery_concurrency`` senders, each handing off one message after the other
-        as an SMTP client would, take the claimed messages from a short queue, rendered
-        ahead: a sender done with one message starts the next at once."""
-        concurrency = self._settings.delivery_concurrency
-        ready: asyncio.Queue[_Claimed] = asyncio.Queue(concurrency)
-        senders = [asyncio.create_task(self._send_from(ready)) for _ in range(concurrency)]
+        as an SMTP client would, take the claimed messages, rendered ahead, from their
+        channels' queues: a sender done with one message starts the next at once."""
+        senders = [
+            asyncio.create_task(self._send_from())
+            for _ in range(self._settings.delivery_concurrency)
+        ]
         try:
-            await self._fill(ready, poll_s)
-            await self._stop_pacing()
-            await ready.join()  # stopping: what was queued is sent or given back
+            await self._fill(poll_s)
+            await self._give_back_waiting()  # stopping: what waits goes back
+            self._arrived.set()
+            await asyncio.gather(*senders)  # the sends under way finish
         except asyncio.CancelledError:
             for recording in self._recording:
                 recording.cancel()
-            for pacing in self._paced:
-                pacing.cancel()
             raise
         finally:
-            for sender in senders:  # waiting for the next message, or cancelled with us
+            for sender in senders:
                 sender.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
             if self._recording:
@@ -195,8 +202,8 @@ class Worker:
         if self._crashed is not None:
             raise self._crashed
 
-    async def _fill(self, ready: asyncio.Queue[_Claimed], poll_s: float) -> None:
-        """Claims, renders and paces the due deliveries; recovers abandoned claims."""
+    async def _fill(self, poll_s: float) -> None:
+        """Claims and renders the due deliveries; recovers abandoned claims."""
         loop = asyncio.get_running_loop()
         batch = self._settings.delivery_concurrency * 2
         next_recovery = 0.0
@@ -207,21 +214,18 @@ class Worker:
                 except (OSError, asyncpg.PostgresError):
                     log.exception("recovering abandoned deliveries failed; retrying")
                 next_recovery = loop.time() + RECOVER_EVERY_S
-            full = [c for c, waiting in self._pacing.items() if waiting >= self._ahead(c, batch)]
+            self._room.clear()  # before the rooms are counted: no wake-up is lost
             try:
-                claimed = await self.claim(batch, skip_channels=full)
+                claimed = await self.claim(batch, self._rooms(batch))
             except (OSError, asyncpg.PostgresError):
                 log.exception("claiming deliveries failed; retrying")
                 claimed = []
             if not claimed:
-                if ready.empty() and not self._paced:
+                if not self._unsent and not any(self._waiting.values()):
                     await self._smtp.expire()
-                if full:  # claim again as soon as one of the full channels has room
-                    self._room.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._room.wait(), poll_s)
-                else:
-                    await asyncio.sleep(poll_s)
+                # Nothing due, or no room: claim again when a message leaves a queue.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), poll_s)
                 continue
             for index, (command, attempt) in enumerate(claimed):
                 if self._stopping:  # claimed, not started: another worker sends them now
@@ -229,54 +233,66 @@ class Worker:
                         await self._give_back(*left)
                     break
                 claim = _Claimed(command, attempt, self._prepare(command))
-                if isinstance(claim.message, Exception) or self._pacer.ready(command.channel.value):
-                    await ready.put(claim)  # its turn now (or not sent): straight to a sender
+                if isinstance(claim.message, Exception):
+                    self._unsent.append(claim)  # not sent: takes no turn
                 else:
-                    self._pace(ready, claim)
+                    self._claims += 1
+                    queue = self._waiting.setdefault(command.channel.value, deque())
+                    queue.append((self._claims, claim))
+            self._arrived.set()
 
-    def _ahead(self, channel: str, batch: int) -> int:
-        """How many claimed messages of ``channel`` may wait for its pace: enough to keep
-        its senders busy, few enough that none waits anywhere near the lease."""
-        rate = self._rates.get(channel, DEFAULT_RATE)
-        return max(
-            1, min(max(PACING_AHEAD, batch), int(rate * self._settings.delivery_lease_s / 4))
-        )
+    def _rooms(self, batch: int) -> dict[str, int] | None:
+        """How many more messages of each channel may be claimed: None when every channel
+        has room for a whole batch (the plain claim)."""
+        quarter = self._settings.delivery_lease_s / 4
+        rooms = {}
+        for channel in _CHANNELS:
+            # The turns its pace gives within a quarter of the lease, from its next one.
+            turns = 1 + int((quarter - self._pacer.delay(channel)) * self._pacer.rate(channel))
+            ahead = min(max(PACING_AHEAD, batch), turns)
+            rooms[channel] = max(0, ahead - len(self._waiting.get(channel, ())))
+        return None if min(rooms.values()) >= batch else rooms
 
-    def _pace(self, ready: asyncio.Queue[_Claimed], claimed: _Claimed) -> None:
-        """Queue ``claimed`` for the senders once its channel's pace allows."""
-        channel = claimed.command.channel.value
-        self._pacing[channel] = self._pacing.get(channel, 0) + 1
-
-        async def wait_and_queue() -> None:
-            try:
-                await self._pacer.wait(channel)
-                await ready.put(claimed)
-            finally:
-                self._pacing[channel] -= 1
-                self._room.set()
-
-        task = asyncio.create_task(wait_and_queue())
-        self._paced[task] = claimed
-        task.add_done_callback(self._paced_done)
-
-    def _paced_done(self, task: asyncio.Task[None]) -> None:
-        self._paced.pop(task, None)
-        if not task.cancelled() and isinstance(failure := task.exception(), Exception):
-            self._crash(failure)
-
-    async def _stop_pacing(self) -> None:
-        """Stopping: the messages still waiting for their pace go back to be claimed again."""
-        waiting = dict(self._paced)
-        for task in waiting:
-            task.cancel()
-        await asyncio.gather(*waiting, return_exceptions=True)
-        for task, claimed in waiting.items():
-            if task.cancelled():  # not queued (a task done first has queued its message)
-                await self._give_back(claimed.command, claimed.attempt)
-
-    async def _send_from(self, ready: asyncio.Queue[_Claimed]) -> None:
+    async def _next(self) -> _Claimed | None:
+        """The next message for a free sender: one that will not be sent, else the oldest
+        waiting one whose channel has its turn now (the turn is taken). Waits for one;
+        None once stopping with none left."""
         while True:
-            claimed = await ready.get()
+            if self._unsent:
+                return self._unsent.popleft()
+            oldest: str | None = None
+            wait: float | None = None
+            for channel, queue in self._waiting.items():
+                if not queue:
+                    continue
+                delay = self._pacer.delay(channel)
+                if delay > 0:
+                    wait = delay if wait is None else min(wait, delay)
+                elif oldest is None or queue[0][0] < self._waiting[oldest][0][0]:
+                    oldest = channel
+            if oldest is not None:
+                if self._pacer.ready(oldest):
+                    self._room.set()
+                    return self._waiting[oldest].popleft()[1]
+                wait = 0.001  # another sender took the turn first
+            if self._stopping and wait is None:
+                return None
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), wait)
+
+    async def _give_back_waiting(self) -> None:
+        """Stopping: the claimed messages no sender took go back to be claimed again."""
+        waiting = [claim for queue in self._waiting.values() for _, claim in queue]
+        waiting += self._unsent
+        for queue in self._waiting.values():
+            queue.clear()
+        self._unsent.clear()
+        for claim in waiting:
+            await self._give_back(claim.command, claim.attempt)
+
+    async def _send_from(self) -> None:
+        while (claimed := await self._next()) is not None:
             try:
                 if self._stopping:
                     await self._give_back(claimed.command, claimed.attempt)
@@ -284,8 +300,6 @@ class Worker:
                     await self._send(claimed)
             except Exception as exc:
                 self._crash(exc)
-            finally:
-                ready.task_done()
 
     def _crash(self, exc: Exception) -> None:
         """Something unforeseen: stop claiming and let ``run`` raise it once the queued
@@ -324,14 +338,19 @@ class Worker:
             log.exception("giving back delivery %s failed", command.command_id)
 
     async def claim(
-        self, limit: int, skip_channels: Sequence[str] = ()
+        self, limit: int, rooms: Mapping[str, int] | None = None
     ) -> list[tuple[DeliveryCommand, int]]:
-        """Claims up to ``limit`` due deliveries, oldest first, none on ``skip_channels``."""
-        if skip_channels:
-            others = [channel for channel in _CHANNELS if channel not in skip_channels]
-            rows = await self._pool.fetch(_CLAIM_FROM, limit, others)
-        else:
+        """Claims up to ``limit`` due deliveries, oldest first; with ``rooms``, at most
+        that many of each channel (none of a channel it does not name)."""
+        if rooms is None:
             rows = await self._pool.fetch(_CLAIM, limit)
+        else:
+            open_rooms = {channel: room for channel, room in rooms.items() if room > 0}
+            if not open_rooms:
+                return []
+            rows = await self._pool.fetch(
+                _CLAIM_FROM, limit, list(open_rooms), list(open_rooms.values())
+            )
         return [(DeliveryCommand.model_validate_json(r["command"]), r["attempts"]) for r in rows]
 
     async def recover(self) -> None:

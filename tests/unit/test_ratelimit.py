@@ -45,3 +45,21 @@ async def test_pacer_ready_takes_a_turn_only_when_one_is_free() -> None:
     started = time.monotonic()
     await pacer.wait("email")  # the turns ready() took count: this one waits
     assert time.monotonic() - started >= 0.3
+
+
+def test_wait_time_says_when_a_token_is_free_and_takes_none() -> None:
+    bucket = TokenBucket(rate=2, capacity=2, updated=0.0)
+    assert bucket.wait_time(now=0.0) == 0.0
+    assert bucket.take(2, now=0.0) == 0.0
+    assert bucket.wait_time(now=0.0) == 0.5
+    assert bucket.wait_time(now=0.25) == 0.25
+    assert bucket.wait_time(now=0.5) == 0.0
+    assert bucket.take(1, now=0.5) == 0.0  # wait_time took nothing
+
+
+def test_pacer_delay_and_rate_per_channel() -> None:
+    pacer = Pacer({"email": 1.0}, default=50.0)
+    assert (pacer.rate("email"), pacer.rate("webhook")) == (1.0, 50.0)
+    assert pacer.delay("email") == 0.0
+    assert pacer.ready("email")
+    assert 0.9 < pacer.delay("email") <= 1.0

@@ -1,4 +1,4 @@
-"""Claiming around a full channel: the other channels' due rows, oldest first, by index."""
+"""Claiming with little room: each channel's due rows up to its room, oldest first, by index."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ async def _insert(conn: asyncpg.Connection, rows: list[tuple[DeliveryCommand, da
     )
 
 
-async def test_a_full_channel_is_left_out_and_the_others_come_oldest_first(
+async def test_each_channel_is_claimed_up_to_its_room_oldest_first(
     fresh_database: str,
 ) -> None:
     await migrate(fresh_database)
@@ -45,14 +45,17 @@ async def test_a_full_channel_is_left_out_and_the_others_come_oldest_first(
         await _insert(conn, [(later, datetime.now(UTC) + timedelta(hours=1))])  # not due yet
 
         others = [channel.value for channel in Channel if channel is not Channel.EMAIL]
+        rooms = [10] * len(others)  # and no room at all for email
 
-        async def claim(limit: int) -> set[object]:
-            rows = await conn.fetch(worker._CLAIM_FROM, limit, others)
+        async def claim(limit: int, room: list[int]) -> set[object]:
+            rows = await conn.fetch(worker._CLAIM_FROM, limit, others, room)
             assert {r["attempts"] for r in rows} == {1}
             return {DeliveryCommand.model_validate_json(r["command"]).command_id for r in rows}
 
-        assert await claim(2) == {posts[2].command_id, posts[1].command_id}  # the oldest two
-        assert await claim(10) == {posts[0].command_id}  # then what is due, and only that
+        webhook = [1 if channel == Channel.WEBHOOK.value else 10 for channel in others]
+        assert await claim(10, webhook) == {posts[2].command_id}  # the oldest, room for one
+        assert await claim(1, rooms) == {posts[1].command_id}  # the next, within the limit
+        assert await claim(10, rooms) == {posts[0].command_id}  # then what is due, only that
         statuses = await conn.fetch(
             "SELECT channel, status, count(*) AS n FROM deliveries GROUP BY 1, 2 ORDER BY 1, 2"
         )
@@ -65,7 +68,7 @@ async def test_a_full_channel_is_left_out_and_the_others_come_oldest_first(
         # Each channel through its own index: the backlog is never walked past.
         await conn.execute("SET enable_seqscan = off")
         plan = "\n".join(
-            r[0] for r in await conn.fetch(f"EXPLAIN {worker._CLAIM_FROM}", 10, others)
+            r[0] for r in await conn.fetch(f"EXPLAIN {worker._CLAIM_FROM}", 10, others, rooms)
         )
         assert "deliveries_due_by_channel" in plan, plan
     finally:

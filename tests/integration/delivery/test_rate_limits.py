@@ -3,14 +3,17 @@ emails are spaced to their channel's rate, and a paced channel holds no other ba
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from services.delivery import worker
 from shared.contract import Channel, ContentType, DeliveryOutcome, DeliveryStatus
 from shared.settings import Settings
 
@@ -94,3 +97,66 @@ async def test_emails_are_paced_and_webhooks_are_not_held_back(
         f"the last webhook post came {last_post - arrivals[0]:.2f} s after the first email,"
         f" the emails took {spread:.2f} s"
     )
+
+
+@dataclass
+class _StalledInbox(Inbox):
+    """Answers no DATA before ``release_at``; notes when each DATA began."""
+
+    release_at: float = 0.0
+    starts: list[float] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        now = time.monotonic()
+        with self.lock:
+            self.starts.append(now)
+        if now < self.release_at:
+            await asyncio.sleep(self.release_at - now)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_server_that_stalled_gets_no_burst_when_it_answers_again(
+    settings: Settings, fresh_database: str
+) -> None:
+    """The pace is counted when a send starts: waiting senders save up no turns."""
+    rate, count = 2.0, 16
+    inbox = _StalledInbox()
+    with SmtpServer(inbox=inbox) as smtp:
+        async with running_delivery(
+            settings, fresh_database, smtp, delivery_rate_limits=f"email={rate:g}"
+        ) as d:
+            inbox.release_at = time.monotonic() + 6.0
+            await d.send(*(command("it-welcome", ContentType.EMAIL) for _ in range(count)))
+            outcomes = await d.messages(d.topics.outcomes, count, timeout_s=60)
+    assert {o.status for o in outcomes if isinstance(o, DeliveryOutcome)} == {DeliveryStatus.SENT}
+    after = [s for s in inbox.starts if s >= inbox.release_at]
+    assert after, "every message began before the server answered again"
+    # A turn saved at most (the bucket holds one second's worth: 2), not the stall's 12.
+    burst = [s for s in after if s < inbox.release_at + 0.5]
+    assert len(burst) <= rate + 1, f"{len(burst)} sends began within 0.5 s of the stall's end"
+
+
+async def test_a_slow_channel_is_claimed_no_further_ahead_than_its_lease(
+    settings: Settings, fresh_database: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 0.5 emails/s and a 4 s lease, a message claimed early would outlive its claim
+    and be claimed again (a second attempt): each is claimed near its turn instead."""
+    monkeypatch.setattr(worker, "RECOVER_EVERY_S", 1.0)  # abandoned claims looked for often
+    count = 5
+    async with running_delivery(
+        settings, fresh_database, smtp, delivery_rate_limits="email=0.5", delivery_lease_s=4.0
+    ) as d:
+        await d.send(*(command("it-welcome", ContentType.EMAIL) for _ in range(count)))
+        outcomes = [
+            m
+            for m in await d.messages(d.topics.outcomes, count, timeout_s=40)
+            if isinstance(m, DeliveryOutcome)
+        ]
+        conn = await asyncpg.connect(d.dsn)
+        try:
+            attempts = [r["attempts"] for r in await conn.fetch("SELECT attempts FROM deliveries")]
+        finally:
+            await conn.close()
+    assert [(o.status, o.attempt) for o in outcomes] == [(DeliveryStatus.SENT, 1)] * count
+    assert attempts == [1] * count
+    assert len(smtp.inbox.messages) == count
