@@ -39,6 +39,21 @@ def _runs(settings: Settings) -> int:
 IMPLEMENTED = {"ingest", "orchestrator", "delivery", "metrics"}
 
 
+def _ctrl_c(process: subprocess.Popen[str], timeout_s: float) -> None:
+    """Ctrl-C: everything stops cleanly, exit code 0."""
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=timeout_s)
+    assert process.returncode == 0, rest
+    assert "stopped cleanly" in rest
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    """A failed test leaves nothing behind: `trayecto up` runs in its own session."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def _wait_for_line(process: subprocess.Popen[str], marker: str, timeout_s: float) -> list[str]:
     assert process.stdout is not None
     seen: list[str] = []
@@ -98,15 +113,9 @@ def test_up_serves_every_service_scraped_by_prometheus_and_stops_on_ctrl_c() -> 
             assert time.monotonic() < deadline, "the simulated campaign started no runs"
             time.sleep(2)
 
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-        assert process.returncode == 0, rest
-        assert "stopped cleanly" in rest
+        _ctrl_c(process, timeout_s=60)
     finally:
-        if process.poll() is None:
-            # Its own session: a failed test leaves none of the services behind either.
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _kill(process)
     assert [s for s in SERVICES if port_open(settings.service_port(s))] == []
     # --keep-stack: the stack is still there for the next run.
     assert all(health.healthy for health in stack.status(settings))
@@ -137,14 +146,9 @@ def test_up_on_a_new_stack_stops_the_stack_too_on_ctrl_c() -> None:
         assert "content v1 (published)" in output
         assert stack_processes(settings.stack_dir) != []
 
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=90)
-        assert process.returncode == 0, rest
-        assert "stopped cleanly" in rest
+        _ctrl_c(process, timeout_s=90)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _kill(process)
         leftover = stack_processes(settings.stack_dir)
         if leftover:
             stack.down(settings, Console(quiet=True))

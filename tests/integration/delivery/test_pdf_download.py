@@ -9,22 +9,16 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from services.ingest import create_app as create_ingest
-from services.ingest.sources import add_source
 from shared.contract import ContentType, TouchpointEvent, TouchpointType
-from shared.db import migrate
-from shared.kafka import ensure_topics
 from shared.settings import Settings
 
-from ..ingest.conftest import Ingest, free_port, serve
-from ..names import topic_name
+from ..ingest.conftest import Ingest, free_port, running_ingest, serve
 from .conftest import Delivery, command, running_delivery
 from .smtp_server import SmtpServer
 
@@ -37,22 +31,8 @@ PDF = "it-video-summary-en.pdf"
 @pytest.fixture
 async def ingest(settings: Settings, fresh_database: str) -> AsyncIterator[Ingest]:
     """Ingest serving the checkout's content store directory, on the test's database."""
-    await migrate(fresh_database)
-    topic = topic_name("touchpoints")
-    await ensure_topics(settings, [topic], partitions=3)
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        source = await add_source(conn, "pdf-download-test")
-    finally:
-        await conn.close()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    app_settings = settings.model_copy(update={"database_url": fresh_database, "public_url": url})
-    server, task = await serve(create_ingest(app_settings, touchpoints_topic=topic), port)
-    async with httpx.AsyncClient(base_url=url, timeout=20) as client:
-        yield Ingest(url, topic, fresh_database, app_settings, source.write_key, client)
-    server.should_exit = True
-    await task
+    async with running_ingest(settings, fresh_database) as running:
+        yield running
 
 
 async def _download_link(d: Delivery) -> str:

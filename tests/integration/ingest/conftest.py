@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -21,6 +25,9 @@ from shared.kafka import decode, ensure_topics, topic_partitions
 from shared.settings import Settings
 
 from ..names import topic_name
+
+TRAYECTO = Path(sys.executable).with_name("trayecto")
+"""The console script of this environment."""
 
 
 def free_port() -> int:
@@ -51,6 +58,25 @@ class Ingest:
     ) -> list[tuple[bytes | None, WireMessage]]:
         """Like :meth:`messages`, each with its Kafka record key."""
         return await read_records(self.settings, self.topic, expected, timeout_s)
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """``trayecto ARGS`` against this ingest's database and broker: (exit code, out, err)."""
+        env = {
+            **os.environ,
+            "TRAYECTO_DATABASE_URL": self.dsn,
+            "TRAYECTO_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+            "COLUMNS": "200",
+        }
+        process = await asyncio.create_subprocess_exec(
+            str(TRAYECTO),
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
 
 
 async def read_topic(
@@ -109,6 +135,13 @@ async def serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[No
 
 @pytest.fixture
 async def ingest(settings: Settings, fresh_database: str) -> AsyncIterator[Ingest]:
+    async with running_ingest(settings, fresh_database) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_ingest(settings: Settings, fresh_database: str) -> AsyncIterator[Ingest]:
+    """Ingest on a free port and the given (new) database, with one source."""
     await migrate(fresh_database)
     topic = topic_name("touchpoints")
     await ensure_topics(settings, [topic], partitions=3)

@@ -7,7 +7,6 @@ import csv
 import os
 import pty
 import re
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,9 +24,7 @@ from shared.kafka import ensure_topics
 from shared.settings import Settings
 
 from ..names import topic_name
-from .conftest import Ingest, free_port, read_topic, serve
-
-TRAYECTO = Path(sys.executable).with_name("trayecto")
+from .conftest import TRAYECTO, Ingest, free_port, read_topic, serve
 
 
 async def _source(ingest: Ingest, name: str, **options: Any) -> tuple[str, str | None]:
@@ -254,25 +251,7 @@ async def test_landing_form_stitches_the_anonymous_visitor(ingest: Ingest) -> No
 
 
 async def _import(ingest: Ingest, *args: str) -> tuple[int, str, str]:
-    env = {
-        **os.environ,
-        "TRAYECTO_DATABASE_URL": ingest.dsn,
-        "TRAYECTO_KAFKA_BOOTSTRAP": ingest.settings.kafka_bootstrap,
-        "COLUMNS": "200",
-    }
-    process = await asyncio.create_subprocess_exec(
-        str(TRAYECTO),
-        "import",
-        *args,
-        "--topic",
-        ingest.topic,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await ingest.cli("import", *args, "--topic", ingest.topic)
 
 
 def _counts(output: str) -> dict[str, int]:

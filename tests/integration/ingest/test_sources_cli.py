@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
-import sys
 import uuid
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -21,23 +18,11 @@ from .conftest import Ingest
 
 pytestmark = pytest.mark.integration
 
-TRAYECTO = Path(sys.executable).with_name("trayecto")
 WRITE_KEY = re.compile(r"\btk_[A-Za-z0-9_-]{20,}")
 
 
 async def _sources(ingest: Ingest, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "TRAYECTO_DATABASE_URL": ingest.dsn, "COLUMNS": "200"}
-    process = await asyncio.create_subprocess_exec(
-        str(TRAYECTO),
-        "sources",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await ingest.cli("sources", *args)
 
 
 async def _track(ingest: Ingest, key: str, message_id: str) -> httpx.Response:
