@@ -7,6 +7,8 @@ import contextlib
 import os
 import socket
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +25,13 @@ from shared.contract import WireMessage
 from shared.db import migrate
 from shared.kafka import decode, ensure_topics, topic_partitions
 from shared.settings import Settings
+from shared.tracking import LinkClaims, LinkKind, expiry, link_url
 
 from ..names import topic_name
 
 TRAYECTO = Path(sys.executable).with_name("trayecto")
+LINK_TARGET = "https://example.com/pricing?plan=pro"
+"""Where the test tracking links lead by default."""
 """The console script of this environment."""
 
 
@@ -58,6 +63,27 @@ class Ingest:
     ) -> list[tuple[bytes | None, WireMessage]]:
         """Like :meth:`messages`, each with its Kafka record key."""
         return await read_records(self.settings, self.topic, expected, timeout_s)
+
+    def link_claims(self, **changes: object) -> LinkClaims:
+        """A tracking link's claims for a new prospect, valid for the link lifetime."""
+        fields: dict[str, object] = {
+            "prospect_id": f"p-{uuid.uuid4().hex[:12]}",
+            "journey": "onboarding",
+            "journey_version": 2,
+            "step": "welcome",
+            "content": "welcome-email",
+            "command_id": str(uuid.uuid4()),
+            "url": LINK_TARGET,
+            "expires_at": expiry(self.settings, time.time()),
+            **changes,
+        }
+        return LinkClaims.model_validate(fields)
+
+    def link_path(self, kind: LinkKind, claims: LinkClaims) -> str:
+        """The path of the signed link of ``kind`` on this ingest."""
+        url = link_url(self.settings, kind, claims)
+        assert url.startswith(self.url + "/t/")
+        return url.removeprefix(self.url)
 
     async def cli(self, *args: str) -> tuple[int, str, str]:
         """``trayecto ARGS`` against this ingest's database and broker: (exit code, out, err)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from shared.contract import TouchpointEvent, TouchpointType
 from shared.db import create_pool, migrate
 from shared.kafka.producer import Producer
 from shared.settings import Settings
-from shared.tracking import LinkClaims, LinkKind, expiry, link_url
+from shared.tracking import LinkClaims
 
 from .conftest import Ingest
 
@@ -48,22 +47,7 @@ async def _sql(ingest: Ingest, query: str, *args: object) -> list[asyncpg.Record
 
 
 def _claims(ingest: Ingest, **changes: object) -> LinkClaims:
-    fields: dict[str, object] = {
-        "prospect_id": f"p-{uuid.uuid4().hex[:12]}",
-        "journey": "onboarding",
-        "journey_version": 1,
-        "step": "welcome",
-        "content": "webinar-q3",
-        "command_id": str(uuid.uuid4()),
-        "url": JOIN,
-        "expires_at": expiry(ingest.settings, time.time()),
-        **changes,
-    }
-    return LinkClaims.model_validate(fields)
-
-
-def _path(ingest: Ingest, kind: LinkKind, claims: LinkClaims) -> str:
-    return link_url(ingest.settings, kind, claims).removeprefix(ingest.url)
+    return ingest.link_claims(journey_version=1, content="webinar-q3", url=JOIN, **changes)
 
 
 async def _follow_once_links(ingest: Ingest, claims: LinkClaims) -> list[httpx.Response]:
@@ -71,11 +55,11 @@ async def _follow_once_links(ingest: Ingest, claims: LinkClaims) -> list[httpx.R
     attendance, one-click unsubscribe, one-click rating."""
     client = ingest.client
     return [
-        await client.post(_path(ingest, "v", claims), json={"percent": 75}),
-        await client.get(_path(ingest, "w/register", claims)),
-        await client.get(_path(ingest, "w/attend", claims)),
-        await client.post(_path(ingest, "u", claims), data={"List-Unsubscribe": "One-Click"}),
-        await client.get(_path(ingest, "f", claims), params={"emotion": "positive"}),
+        await client.post(ingest.link_path("v", claims), json={"percent": 75}),
+        await client.get(ingest.link_path("w/register", claims)),
+        await client.get(ingest.link_path("w/attend", claims)),
+        await client.post(ingest.link_path("u", claims), data={"List-Unsubscribe": "One-Click"}),
+        await client.get(ingest.link_path("f", claims), params={"emotion": "positive"}),
     ]
 
 
@@ -125,7 +109,7 @@ async def test_links_that_count_once_stay_duplicates_after_the_dedupe_window(
     later = claims.model_copy(
         update={"command_id": str(uuid.uuid4()), "expires_at": claims.expires_at + 86_400}
     )
-    video = _path(ingest, "v", later)
+    video = ingest.link_path("v", later)
     replay = await ingest.client.post(video, json={"percent": 75})
     assert replay.json() == {"success": True, "published": 0, "duplicates": 1}
     video_id = "video:%"

@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import asyncpg
 import httpx
 import pytest
 
 from shared.contract import Channel, Emotion, TouchpointEvent, TouchpointType, WireMessage
-from shared.tracking import LinkClaims, LinkKind, expiry, link_url, sign_link
+from shared.tracking import LinkClaims, LinkKind, sign_link
 
+from .conftest import LINK_TARGET as TARGET
 from .conftest import Ingest, free_port, serve
-
-TARGET = "https://example.com/pricing?plan=pro"
-
-
-def _claims(ingest: Ingest, **changes: object) -> LinkClaims:
-    fields: dict[str, object] = {
-        "prospect_id": f"p-{uuid.uuid4().hex[:12]}",
-        "journey": "onboarding",
-        "journey_version": 2,
-        "step": "welcome",
-        "content": "welcome-email",
-        "command_id": str(uuid.uuid4()),
-        "url": TARGET,
-        "expires_at": expiry(ingest.settings, time.time()),
-        **changes,
-    }
-    return LinkClaims.model_validate(fields)
-
-
-def _path(ingest: Ingest, kind: LinkKind, claims: LinkClaims) -> str:
-    url = link_url(ingest.settings, kind, claims)
-    assert url.startswith(ingest.url + "/t/")
-    return url.removeprefix(ingest.url)
 
 
 def _touchpoints(events: list[WireMessage]) -> list[TouchpointEvent]:
@@ -67,9 +44,9 @@ async def _suppressions(ingest: Ingest, prospect: str) -> list[tuple[str, str]]:
 
 
 async def test_open_pixel_answers_a_transparent_gif_and_records_the_open(ingest: Ingest) -> None:
-    claims = _claims(ingest, url=None)
+    claims = ingest.link_claims(url=None)
     response = await ingest.client.get(
-        _path(ingest, "o", claims), headers={"user-agent": "MailClient/1.0"}
+        ingest.link_path("o", claims), headers={"user-agent": "MailClient/1.0"}
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/gif"
@@ -86,13 +63,13 @@ async def test_open_pixel_answers_a_transparent_gif_and_records_the_open(ingest:
 
 
 async def test_click_records_and_redirects_only_to_the_signed_url(ingest: Ingest) -> None:
-    claims = _claims(ingest)
-    path = _path(ingest, "c", claims)
+    claims = ingest.link_claims()
+    path = ingest.link_path("c", claims)
     response = await ingest.client.get(path, params={"url": "https://evil.example/phish"})
     assert response.status_code == 302, response.text
     assert response.headers["location"] == TARGET
     assert response.headers["referrer-policy"] == "no-referrer"
-    no_target = await ingest.client.get(_path(ingest, "c", _claims(ingest, url=None)))
+    no_target = await ingest.client.get(ingest.link_path("c", ingest.link_claims(url=None)))
     assert no_target.status_code == 404
     [event] = _touchpoints(await ingest.messages(1))
     _assert_from_link(event, claims, TouchpointType.EMAIL_CLICKED)
@@ -101,8 +78,8 @@ async def test_click_records_and_redirects_only_to_the_signed_url(ingest: Ingest
 
 async def test_pdf_download_records_and_redirects(ingest: Ingest) -> None:
     pdf = "https://cdn.example.com/guide.pdf"
-    claims = _claims(ingest, url=pdf, channel="web")
-    response = await ingest.client.get(_path(ingest, "d", claims))
+    claims = ingest.link_claims(url=pdf, channel="web")
+    response = await ingest.client.get(ingest.link_path("d", claims))
     assert response.status_code == 302
     assert response.headers["location"] == pdf
     [event] = _touchpoints(await ingest.messages(1))
@@ -113,7 +90,7 @@ async def test_pdf_download_records_and_redirects(ingest: Ingest) -> None:
 
 async def test_video_page_plays_the_signed_url_and_records_nothing(ingest: Ingest) -> None:
     video = 'https://cdn.example.com/v.mp4?a=1&b="x"'
-    response = await ingest.client.get(_path(ingest, "v", _claims(ingest, url=video)))
+    response = await ingest.client.get(ingest.link_path("v", ingest.link_claims(url=video)))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
@@ -128,8 +105,8 @@ async def test_video_page_plays_the_signed_url_and_records_nothing(ingest: Inges
 
 
 async def test_video_milestones_are_published_once_each(ingest: Ingest) -> None:
-    claims = _claims(ingest, channel="video")
-    path = _path(ingest, "v", claims)
+    claims = ingest.link_claims(channel="video")
+    path = ingest.link_path("v", claims)
     first = await ingest.client.post(path, json={"percent": 50})
     again = await ingest.client.post(path, json={"percent": 50})
     quarter = await ingest.client.post(path, json={"percent": 25})
@@ -145,24 +122,24 @@ async def test_video_milestones_are_published_once_each(ingest: Ingest) -> None:
     for event in events:
         _assert_from_link(event, claims, TouchpointType.VIDEO_PROGRESS)
     # The same milestone of the same video for someone else is their own event.
-    other = _claims(ingest, channel="video")
-    assert (await ingest.client.post(_path(ingest, "v", other), json={"percent": 50})).json()[
+    other = ingest.link_claims(channel="video")
+    assert (await ingest.client.post(ingest.link_path("v", other), json={"percent": 50})).json()[
         "published"
     ] == 1
 
 
 async def test_webinar_registration_and_attendance_count_once(ingest: Ingest) -> None:
-    claims = _claims(ingest, url=None, content="webinar-q3")
-    register = _path(ingest, "w/register", claims)
+    claims = ingest.link_claims(url=None, content="webinar-q3")
+    register = ingest.link_path("w/register", claims)
     pages = [await ingest.client.get(register) for _ in range(2)]
     assert [p.status_code for p in pages] == [200, 200]
     assert "registered" in pages[0].text
     join = "https://meet.example.com/j/123"
     with_join = claims.model_copy(update={"url": join})
-    attends = [await ingest.client.get(_path(ingest, "w/attend", with_join)) for _ in range(2)]
+    attends = [await ingest.client.get(ingest.link_path("w/attend", with_join)) for _ in range(2)]
     assert [(a.status_code, a.headers["location"]) for a in attends] == [(302, join)] * 2
-    assert (await ingest.client.get(_path(ingest, "w/attend", claims))).status_code == 404
-    redirected = await ingest.client.get(_path(ingest, "w/register", with_join))
+    assert (await ingest.client.get(ingest.link_path("w/attend", claims))).status_code == 404
+    redirected = await ingest.client.get(ingest.link_path("w/register", with_join))
     assert (redirected.status_code, redirected.headers["location"]) == (302, join)
     events = _touchpoints(await ingest.messages(2))
     assert sorted(e.type for e in events) == [
@@ -174,8 +151,8 @@ async def test_webinar_registration_and_attendance_count_once(ingest: Ingest) ->
 
 
 async def test_unsubscribe_page_does_not_unsubscribe(ingest: Ingest) -> None:
-    claims = _claims(ingest)
-    response = await ingest.client.get(_path(ingest, "u", claims))
+    claims = ingest.link_claims()
+    response = await ingest.client.get(ingest.link_path("u", claims))
     assert response.status_code == 200
     assert '<form method="post">' in response.text
     assert 'name="List-Unsubscribe" value="One-Click"' in response.text
@@ -184,8 +161,8 @@ async def test_unsubscribe_page_does_not_unsubscribe(ingest: Ingest) -> None:
 
 
 async def test_one_click_unsubscribe_suppresses_and_publishes_once(ingest: Ingest) -> None:
-    claims = _claims(ingest)
-    path = _path(ingest, "u", claims)
+    claims = ingest.link_claims()
+    path = ingest.link_path("u", claims)
     one_click = await ingest.client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert one_click.status_code == 200, one_click.text
     assert "unsubscribed" in one_click.text
@@ -208,8 +185,8 @@ async def test_unsubscribe_retried_after_kafka_outage_completes(ingest: Ingest) 
     from services.ingest import create_app
 
     server, task = await serve(create_app(down, touchpoints_topic=ingest.topic), port)
-    claims = _claims(ingest, channel="webinar")
-    path = _path(ingest, "u", claims)
+    claims = ingest.link_claims(channel="webinar")
+    path = ingest.link_path("u", claims)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
             failed = await client.post(path, data={"List-Unsubscribe": "One-Click"})
@@ -229,8 +206,8 @@ async def test_unsubscribe_retried_after_kafka_outage_completes(ingest: Ingest) 
 
 
 async def test_one_click_rating_is_recorded_once_and_offers_a_comment(ingest: Ingest) -> None:
-    claims = _claims(ingest, step="after-demo", content="demo-followup")
-    path = _path(ingest, "f", claims)
+    claims = ingest.link_claims(step="after-demo", content="demo-followup")
+    path = ingest.link_path("f", claims)
     rated = await ingest.client.get(path, params={"emotion": "negative"})
     assert rated.status_code == 200
     assert '<textarea id="comment" name="comment"' in rated.text
@@ -253,8 +230,8 @@ async def test_one_click_rating_is_recorded_once_and_offers_a_comment(ingest: In
 
 
 async def test_feedback_posted_as_json_or_form(ingest: Ingest) -> None:
-    claims = _claims(ingest)
-    path = _path(ingest, "f", claims)
+    claims = ingest.link_claims()
+    path = ingest.link_path("f", claims)
     as_json = await ingest.client.post(
         path, json={"emotion": "positive", "score": 5, "comment": "Clear & useful <3"}
     )
@@ -302,15 +279,15 @@ ENDPOINTS: list[tuple[str, LinkKind, dict[str, object]]] = [
 async def test_forged_and_expired_links_publish_nothing(
     ingest: Ingest, method: str, kind: LinkKind, body: dict[str, object]
 ) -> None:
-    claims = _claims(ingest).model_copy(update={"kind": kind})
+    claims = ingest.link_claims().model_copy(update={"kind": kind})
     token = sign_link(ingest.settings, claims)
-    genuine = _path(ingest, kind, claims)
+    genuine = ingest.link_path(kind, claims)
     assert token in genuine
     forged = genuine.replace(token, sign_link(["not-our-key"], claims))
     middle = len(token) // 3
     flipped = "A" if token[middle] != "A" else "B"
     tampered = genuine.replace(token, token[:middle] + flipped + token[middle + 1 :])
-    expired = _path(ingest, kind, claims.model_copy(update={"expires_at": int(time.time()) - 1}))
+    expired = ingest.link_path(kind, claims.model_copy(update={"expires_at": int(time.time()) - 1}))
     answers = {
         name: await ingest.client.request(method, path, **body)  # type: ignore[arg-type]
         for name, path in (("forged", forged), ("tampered", tampered), ("expired", expired))
@@ -327,8 +304,8 @@ async def test_forged_and_expired_links_publish_nothing(
 
 
 async def test_a_link_works_only_on_the_endpoint_it_was_signed_for(ingest: Ingest) -> None:
-    claims = _claims(ingest)
-    pixel = _path(ingest, "o", claims)  # e.g. /t/o/<token>, as delivery signs it
+    claims = ingest.link_claims()
+    pixel = ingest.link_path("o", claims)  # e.g. /t/o/<token>, as delivery signs it
     token = pixel.rsplit("/", 1)[1]
     unsubscribe = await ingest.client.post(f"/t/u/{token}", data={"List-Unsubscribe": "One-Click"})
     assert unsubscribe.status_code == 403
