@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -24,17 +23,18 @@ class TokenBucket:
         debt), so a small limit never refuses a legal batch forever.
         """
         now = time.monotonic() if now is None else now
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
+        self.tokens, self.updated = self._refilled(now), now
         if self.tokens >= n or self.tokens >= self.capacity:
             self.tokens -= n
             return 0.0
         return (n - self.tokens) / self.rate
 
+    def _refilled(self, now: float) -> float:
+        return min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+
     def wait_time(self, now: float | None = None) -> float:
         """Seconds until one token can be taken (0.0: now), taking none."""
-        now = time.monotonic() if now is None else now
-        tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        tokens = self._refilled(time.monotonic() if now is None else now)
         return 0.0 if tokens >= 1 or tokens >= self.capacity else (1 - tokens) / self.rate
 
 
@@ -52,7 +52,7 @@ class RateLimiter:
 
 
 class Pacer:
-    """Waits so that each key (a delivery channel) stays under its rate."""
+    """Turns per key (a delivery channel), so that each stays under its rate."""
 
     def __init__(self, rates: dict[str, float], default: float) -> None:
         self._buckets = {
@@ -78,8 +78,3 @@ class Pacer:
 
     def rate(self, key: str) -> float:
         return self._bucket(key).rate
-
-    async def wait(self, key: str) -> None:
-        bucket = self._bucket(key)
-        while (delay := bucket.take(1)) > 0:  # noqa: ASYNC110 - pacing, not polling
-            await asyncio.sleep(delay)

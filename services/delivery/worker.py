@@ -143,8 +143,7 @@ class Worker:
             SmtpServer.from_url(settings.smtp_url), timeout_s=settings.smtp_timeout_s
         )
         self._sender = settings.smtp_sender
-        self._rates = settings.rate_limits()
-        self._pacer = Pacer(self._rates, default=DEFAULT_RATE)
+        self._pacer = Pacer(settings.rate_limits(), default=DEFAULT_RATE)
         # Claimed messages waiting for a sender, by channel, in claim order (with their
         # place in the claims: a sender takes the oldest whose channel has its turn), and
         # those that will not be sent (not paced).
